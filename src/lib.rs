@@ -15,6 +15,7 @@ pub mod context;
 pub mod error;
 pub mod exit;
 pub mod github;
+pub mod hooks;
 pub mod init;
 pub mod output;
 pub mod report;

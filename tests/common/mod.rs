@@ -16,7 +16,9 @@ pub fn keyward_bin() -> PathBuf {
 /// Panics (never skips) when `tool` is not on PATH, naming the install step.
 pub fn require_tool(tool: &str, install: &str) -> PathBuf {
     find_tool(tool).unwrap_or_else(|| {
-        panic!("this test needs `{tool}`, which is not installed: {install} (scripts/test installs it)")
+        panic!(
+            "this test needs `{tool}`, which is not installed: {install} (scripts/test installs it)"
+        )
     })
 }
 
@@ -60,8 +62,9 @@ impl Run {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\n--- stderr\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!("stdout is not JSON ({e}):\n{}\n--- stderr\n{}", self.stdout, self.stderr)
+        })
     }
 }
 
@@ -139,7 +142,11 @@ impl Env {
     }
 
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
-        self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn keyward")
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn keyward")
     }
 }
 
@@ -167,6 +174,8 @@ pub fn tree_contains(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     tree(dir)
         .into_iter()
         .filter(|p| p.is_file())
-        .filter(|p| std::fs::read(p).map(|b| b.windows(needle.len()).any(|w| w == needle)).unwrap_or(false))
+        .filter(|p| {
+            std::fs::read(p).map(|b| b.windows(needle.len()).any(|w| w == needle)).unwrap_or(false)
+        })
         .collect()
 }
