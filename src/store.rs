@@ -83,13 +83,20 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: FileMode) -> Result<(), Sto
         .map_err(io("create a temp file in", dir))?;
     tmp.write_all(bytes).map_err(io("write", tmp.path()))?;
     tmp.as_file().sync_all().map_err(io("fsync", tmp.path()))?;
-    if mode.uid.is_some() || mode.gid.is_some() {
-        std::os::unix::fs::fchown(tmp.as_file(), mode.uid, mode.gid)
+    // Group first, then the mode, then the owner: the mode is set while keyward still
+    // owns the file (so it needs CAP_CHOWN only, not CAP_FOWNER), and group/other bits
+    // appear only once the group is final.
+    if mode.gid.is_some() {
+        std::os::unix::fs::fchown(tmp.as_file(), None, mode.gid)
+            .map_err(io("change the group of", path))?;
+    }
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode.mode))
+        .map_err(io("set the mode of", path))?;
+    if mode.uid.is_some() {
+        std::os::unix::fs::fchown(tmp.as_file(), mode.uid, None)
             .map_err(io("change the owner of", path))?;
     }
-    // The group/other bits are set only once owner and group are final.
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode.mode))
-        .map_err(io("set the mode of", path))?;
     tmp.persist(path).map_err(|e| StoreError::Io {
         op: "rename into place",
         path: path.to_path_buf(),
