@@ -123,6 +123,8 @@ pub fn run(ctx: &Context, dry_run: bool) -> Result<Exit, Error> {
     let summary = Summary { dry_run, steps, exit };
     if !dry_run {
         record(ctx, &summary)?;
+        // Metrics last, so they show this run's outcome.
+        crate::status::write_textfile(ctx)?;
     }
     crate::output::emit(ctx.format, &summary)
 }

@@ -128,27 +128,116 @@ pub fn command(ctx: &Context) -> Result<Exit, Error> {
     crate::output::emit(ctx.format, &status)
 }
 
-/// The node_exporter textfile form.
+/// The node_exporter textfile form (docs/monitoring/ has the alert rules on it).
 pub fn prometheus(status: &Status) -> String {
-    let mut out = String::new();
-    out.push_str("# HELP keyward_certificate_days_left Days until the certificate's notAfter.\n");
-    out.push_str("# TYPE keyward_certificate_days_left gauge\n");
-    for i in status.items.iter().filter(|i| i.days_left.is_some()) {
-        out.push_str(&format!(
-            "keyward_certificate_days_left{{kind=\"{}\",name=\"{}\"}} {}\n",
-            i.kind,
-            escape_label(&i.name),
-            i.days_left.unwrap_or_default()
-        ));
+    let mut m = Metrics::default();
+    let certs: Vec<&Item> = status.items.iter().filter(|i| i.not_after.is_some()).collect();
+    let secrets: Vec<&Item> = status.items.iter().filter(|i| i.kind == "secret").collect();
+    m.family("keyward_certificate_expiry_timestamp_seconds", "The certificate's notAfter.");
+    for i in &certs {
+        if let Some(t) = i.not_after.as_deref().and_then(timestamp) {
+            m.sample(&[("kind", i.kind), ("name", &i.name)], t);
+        }
     }
-    out.push_str(
-        "# HELP keyward_attention Whether keyward status needs attention (1) or not (0).\n",
+    m.family("keyward_certificate_days_left", "Whole days until the certificate's notAfter.");
+    for i in &certs {
+        if let Some(d) = i.days_left {
+            m.sample(&[("kind", i.kind), ("name", &i.name)], d);
+        }
+    }
+    m.family(
+        "keyward_secret_last_rotated_timestamp_seconds",
+        "When the current version became current.",
     );
-    out.push_str("# TYPE keyward_attention gauge\n");
-    out.push_str(&format!("keyward_attention {}\n", u8::from(status.attention)));
-    out
+    for i in &secrets {
+        if let Some(t) = i.last_rotated.as_deref().and_then(timestamp) {
+            m.sample(&[("name", &i.name)], t);
+        }
+    }
+    m.family("keyward_secret_max_age_seconds", "The rotation period of the secret's policy.");
+    for i in &secrets {
+        let last = i.last_rotated.as_deref().and_then(timestamp);
+        let due = i.next_action.as_deref().and_then(timestamp);
+        if let (Some(last), Some(due)) = (last, due) {
+            m.sample(&[("name", &i.name)], due - last);
+        }
+    }
+    m.family("keyward_secret_overdue", "1 when the secret is past its rotation date.");
+    for i in &secrets {
+        m.sample(&[("name", &i.name)], i64::from(i.health == Health::Overdue));
+    }
+    m.family("keyward_item_failing", "1 when the last attempt on the item failed.");
+    for i in &status.items {
+        m.sample(&[("kind", i.kind), ("name", &i.name)], i64::from(i.health == Health::Failing));
+    }
+    if let Some(run) = &status.last_run {
+        m.family("keyward_last_run_timestamp_seconds", "When the last keyward run finished.");
+        if let Some(t) = timestamp(&run.finished) {
+            m.sample(&[], t);
+        }
+        m.family("keyward_last_run_success", "1 when the last keyward run had no failed item.");
+        m.sample(&[], i64::from(run.success));
+        if let Some(t) = run.last_success.as_deref().and_then(timestamp) {
+            m.family(
+                "keyward_last_success_timestamp_seconds",
+                "When the last successful run finished.",
+            );
+            m.sample(&[], t);
+        }
+    }
+    m.family("keyward_attention", "1 when 'keyward status' exits 3.");
+    m.sample(&[], i64::from(status.attention));
+    m.out
+}
+
+#[derive(Default)]
+struct Metrics {
+    out: String,
+    name: &'static str,
+}
+
+impl Metrics {
+    fn family(&mut self, name: &'static str, help: &str) {
+        self.name = name;
+        self.out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+    }
+
+    fn sample(&mut self, labels: &[(&str, &str)], value: i64) {
+        self.out.push_str(self.name);
+        if !labels.is_empty() {
+            let l: Vec<String> =
+                labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape_label(v))).collect();
+            self.out.push_str(&format!("{{{}}}", l.join(",")));
+        }
+        self.out.push_str(&format!(" {value}\n"));
+    }
+}
+
+fn timestamp(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp())
 }
 
 fn escape_label(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Writes the textfile for node_exporter atomically, mode 0644 so it can read it.
+pub fn write_textfile(ctx: &Context) -> Result<Option<std::path::PathBuf>, Error> {
+    let Some(path) = ctx.config.file.metrics.textfile.as_ref().map(|p| ctx.config.resolve(p))
+    else {
+        return Ok(None);
+    };
+    let text = prometheus(&collect(ctx)?);
+    crate::store::atomic_write(&path, text.as_bytes(), crate::store::FileMode::PUBLIC)?;
+    Ok(Some(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_escaped() {
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
 }
