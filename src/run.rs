@@ -81,6 +81,18 @@ pub struct Summary {
     pub exit: Exit,
 }
 
+impl Summary {
+    /// "step: action object" for every failed action.
+    pub fn failed(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .flat_map(|s| s.actions.iter().map(move |a| (s.name, a)))
+            .filter(|(_, a)| matches!(a.result, ActionResult::Failed { .. }))
+            .map(|(step, a)| format!("{step}: {} {}", a.action, a.object))
+            .collect()
+    }
+}
+
 impl Human for Summary {
     fn human(&self, out: &mut String) {
         let mut t = Table::new(["STEP", "OBJECT", "ACTION", "RESULT", "WHY"]);
@@ -126,17 +138,32 @@ pub fn run(ctx: &Context, dry_run: bool) -> Result<Exit, Error> {
         // Metrics last, so they show this run's outcome.
         crate::status::write_textfile(ctx)?;
     }
+    journal_line(&summary);
     crate::output::emit(ctx.format, &summary)
 }
 
+/// One compact JSON line on stderr, so the journal holds a machine-readable record of
+/// every timer run next to the human table on stdout.
+fn journal_line(summary: &Summary) {
+    let count = |f: fn(&ActionResult) -> bool| {
+        summary.steps.iter().flat_map(|s| &s.actions).filter(|a| f(&a.result)).count()
+    };
+    let failed = summary.failed();
+    let line = serde_json::json!({
+        "keyward": "run",
+        "dry_run": summary.dry_run,
+        "planned": count(|r| matches!(r, ActionResult::Planned)),
+        "done": count(|r| matches!(r, ActionResult::Done)),
+        "failed": failed,
+        "exit": summary.exit.code(),
+    });
+    if crate::output::enabled(crate::output::Level::Warn) {
+        eprintln!("{line}");
+    }
+}
+
 fn record(ctx: &Context, summary: &Summary) -> Result<(), Error> {
-    let failed: Vec<String> = summary
-        .steps
-        .iter()
-        .flat_map(|s| s.actions.iter().map(move |a| (s, a)))
-        .filter(|(_, a)| matches!(a.result, ActionResult::Failed { .. }))
-        .map(|(s, a)| format!("{}: {} {}", s.name, a.action, a.object))
-        .collect();
+    let failed = summary.failed();
     let previous: Option<LastRun> = ctx.store.read_json(LAST_RUN_FILE)?;
     let finished = crate::util::fmt_time(crate::util::now());
     let success = failed.is_empty();
