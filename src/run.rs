@@ -129,6 +129,8 @@ impl Human for Summary {
 
 /// `keyward run [--dry-run]` and `keyward plan`.
 pub fn run(ctx: &Context, dry_run: bool) -> Result<Exit, Error> {
+    // Configuration errors stop the run before it writes anything (exit 2).
+    crate::ca::preflight(ctx)?;
     let _lock = if dry_run { None } else { Some(ctx.lock()?) };
     let steps = vec![crate::ca::run_due(ctx, dry_run)];
     let exit = steps.iter().fold(Exit::Ok, |e, s| e.worst(s.exit()));

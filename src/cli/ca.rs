@@ -1,10 +1,14 @@
-//! `keyward ca …`: the internal certificate authority.
+//! `keyward ca …`: the internal certificate authority. Converts the clap arguments,
+//! takes the run lock for mutating commands, and calls [`crate::ca`].
 
 use std::path::PathBuf;
 
 use clap::{Subcommand, ValueEnum};
 
 use super::Global;
+use crate::ca::{Ca, IssueRequest, Report};
+use crate::output;
+use crate::secret::SecretString;
 use crate::{Error, Exit};
 
 #[derive(Debug, Subcommand)]
@@ -83,16 +87,100 @@ pub enum RevokeReasonArg {
     CessationOfOperation,
 }
 
-pub fn dispatch(cmd: CaCommand, _global: &Global) -> Result<Exit, Error> {
-    let name = match cmd {
-        CaCommand::Init { .. } => "ca init",
-        CaCommand::Issue { .. } => "ca issue",
-        CaCommand::Renew { .. } => "ca renew",
-        CaCommand::Revoke { .. } => "ca revoke",
-        CaCommand::Regenerate { .. } => "ca regenerate",
-        CaCommand::RetirePrevious => "ca retire-previous",
-        CaCommand::List => "ca list",
-        CaCommand::Show { .. } => "ca show",
+impl From<KeyTypeArg> for crate::ca::KeyType {
+    fn from(k: KeyTypeArg) -> Self {
+        match k {
+            KeyTypeArg::P256 => crate::ca::KeyType::P256,
+            KeyTypeArg::P384 => crate::ca::KeyType::P384,
+            KeyTypeArg::Ed25519 => crate::ca::KeyType::Ed25519,
+        }
+    }
+}
+
+impl From<RevokeReasonArg> for crate::ca::crl::Reason {
+    fn from(r: RevokeReasonArg) -> Self {
+        use crate::ca::crl::Reason;
+        match r {
+            RevokeReasonArg::Unspecified => Reason::Unspecified,
+            RevokeReasonArg::KeyCompromise => Reason::KeyCompromise,
+            RevokeReasonArg::CaCompromise => Reason::CaCompromise,
+            RevokeReasonArg::AffiliationChanged => Reason::AffiliationChanged,
+            RevokeReasonArg::Superseded => Reason::Superseded,
+            RevokeReasonArg::CessationOfOperation => Reason::CessationOfOperation,
+        }
+    }
+}
+
+/// Reads a passphrase file: the first line, without its line ending.
+fn read_passphrase(path: &std::path::Path) -> Result<SecretString, Error> {
+    let bytes = zeroize::Zeroizing::new(std::fs::read(path).map_err(|source| {
+        crate::ca::CaError::Passphrase { path: path.to_path_buf(), source }
+    })?);
+    let text = String::from_utf8_lossy(&bytes);
+    let line = text.lines().next().unwrap_or("").to_string();
+    if line.is_empty() {
+        return Err(Error::Usage(format!("{} holds no passphrase", path.display())));
+    }
+    Ok(SecretString::new(line))
+}
+
+pub fn dispatch(cmd: CaCommand, global: &Global) -> Result<Exit, Error> {
+    use crate::output::Format::{Human, Json};
+    let (command, mutating) = match &cmd {
+        CaCommand::Init { .. } => ("ca init", true),
+        CaCommand::Issue { .. } => ("ca issue", true),
+        CaCommand::Renew { .. } => ("ca renew", true),
+        CaCommand::Revoke { .. } => ("ca revoke", true),
+        CaCommand::Regenerate { .. } => ("ca regenerate", true),
+        CaCommand::RetirePrevious => ("ca retire-previous", true),
+        CaCommand::List => ("ca list", false),
+        CaCommand::Show { .. } => ("ca show", false),
     };
-    Err(Error::NotImplemented(name))
+    global.require_format(command, &[Human, Json])?;
+    let ctx = global.context(command)?;
+    // Profiles and state are loaded (and checked) before the lock and before any write.
+    let passphrase = match &cmd {
+        CaCommand::Init { root_passphrase_file: Some(f), .. }
+        | CaCommand::Regenerate { root_passphrase_file: Some(f), .. } => Some(read_passphrase(f)?),
+        _ => None,
+    };
+    let mut ca = Ca::open(&ctx, false)?;
+    let _lock = if mutating { Some(ctx.lock()?) } else { None };
+    if mutating {
+        // Another keyward may have changed the state while this one waited.
+        ca = Ca::open(&ctx, false)?;
+    }
+    let note = match cmd {
+        CaCommand::Init { key_type, two_tier, .. } => {
+            ca.init(key_type.map(Into::into), two_tier, passphrase.as_ref())?;
+            Some("next: 'keyward run' issues and deploys every leaf the profiles declare".to_string())
+        }
+        CaCommand::Issue { profile, name, san } => {
+            ca.issue(&IssueRequest { profile, name, sans: san })?;
+            None
+        }
+        CaCommand::Renew { names, all: _, force } => {
+            ca.renew(&names, force)?;
+            None
+        }
+        CaCommand::Revoke { target, reason, no_reissue } => {
+            ca.revoke(&target, reason.into(), no_reissue)?;
+            None
+        }
+        CaCommand::Regenerate { yes, key_type, .. } => {
+            ca.regenerate(yes, key_type.map(Into::into), passphrase.as_ref())?;
+            Some("the previous CA stays in every trust bundle until 'keyward ca retire-previous'".to_string())
+        }
+        CaCommand::RetirePrevious => ca.retire_previous()?,
+        CaCommand::List => {
+            let inv = ca.inventory()?;
+            return output::emit(global.format, &inv);
+        }
+        CaCommand::Show { name } => {
+            let d = ca.show(&name)?;
+            return output::emit(global.format, &d);
+        }
+    };
+    let report = Report { actions: std::mem::take(&mut ca.actions), note };
+    output::emit(global.format, &report)
 }

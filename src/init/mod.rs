@@ -32,7 +32,12 @@ impl InitError {
 }
 
 /// Every file `init` writes: path relative to the folder, and content.
-pub const FILES: &[(&str, &str)] = &[("keyward.toml", include_str!("keyward.toml"))];
+pub const FILES: &[(&str, &str)] = &[
+    ("keyward.toml", include_str!("keyward.toml")),
+    ("ca/postgres-server.toml", include_str!("../../ca/postgres-server.toml")),
+    ("ca/postgres-client.toml", include_str!("../../ca/postgres-client.toml")),
+    ("ca/minio-server.toml", include_str!("../../ca/minio-server.toml")),
+];
 
 #[derive(Debug, Serialize)]
 pub struct Written {

@@ -76,6 +76,13 @@ impl Postgres {
         let (uid, gid) = server_user();
         std::os::unix::fs::chown(&data, Some(uid), Some(gid)).unwrap();
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // The server user writes its log and its socket in folders of its own.
+        for sub in ["log", "sock"] {
+            let d = dir.path().join(sub);
+            std::fs::create_dir(&d).unwrap();
+            std::os::unix::fs::chown(&d, Some(uid), Some(gid)).unwrap();
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
         let out = as_server_user(&bin.join("initdb"))
             .args(["-D"])
             .arg(&data)
@@ -108,11 +115,11 @@ impl Postgres {
     }
 
     pub fn socket_dir(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
+        self.dir.path().join("sock")
     }
 
     pub fn start(&mut self) {
-        let log = self.dir.path().join("server.log");
+        let log = self.dir.path().join("log/server.log");
         let opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             self.port,
@@ -153,7 +160,7 @@ impl Postgres {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("log/server.log")).unwrap_or_default()
     }
 
     pub fn stop(&mut self) {
@@ -171,5 +178,53 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A libpq client connection's outcome: `Ok(current_user)` or `Err(stderr)`.
+pub type Login = Result<String, String>;
+
+impl Postgres {
+    /// The psql binary next to the server binaries.
+    pub fn psql_bin(&self) -> PathBuf {
+        self.bin.join("psql")
+    }
+
+    /// Connects over TCP to 127.0.0.1 with `sslmode` and the given files, as `user`,
+    /// and returns `select current_user`.
+    pub fn login(&self, user: &str, sslmode: &str, files: Option<(&Path, &Path, &Path)>) -> Login {
+        let mut conninfo = format!(
+            "host=127.0.0.1 port={} dbname=postgres user={user} sslmode={sslmode} connect_timeout=10",
+            self.port
+        );
+        if let Some((root, cert, key)) = files {
+            conninfo.push_str(&format!(
+                " sslrootcert={} sslcert={} sslkey={}",
+                root.display(),
+                cert.display(),
+                key.display()
+            ));
+        }
+        let out = Command::new(self.psql_bin())
+            .args(["-X", "-A", "-t", "-w", "-c", "select current_user", &conninfo])
+            .env("PGSSLCRL", "")
+            .env_remove("PGPASSWORD")
+            .output()
+            .expect("run psql");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    }
+
+    /// The postmaster's pid (to show that a reload did not restart the server).
+    pub fn postmaster_pid(&self) -> String {
+        std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .unwrap_or_default()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
     }
 }
