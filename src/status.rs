@@ -133,16 +133,15 @@ pub fn prometheus(status: &Status) -> String {
     let mut m = Metrics::default();
     let certs: Vec<&Item> = status.items.iter().filter(|i| i.not_after.is_some()).collect();
     let secrets: Vec<&Item> = status.items.iter().filter(|i| i.kind == "secret").collect();
-    m.family("keyward_certificate_expiry_timestamp_seconds", "The certificate's notAfter.");
+    // Days left is a recording rule on this (docs/monitoring), not a metric: a gauge
+    // of days would go stale between runs and break Prometheus' base-unit rule.
+    m.family(
+        "keyward_certificate_expiry_timestamp_seconds",
+        "The certificate's notAfter (a CRL's nextUpdate for kind=crl).",
+    );
     for i in &certs {
         if let Some(t) = i.not_after.as_deref().and_then(timestamp) {
             m.sample(&[("kind", i.kind), ("name", &i.name)], t);
-        }
-    }
-    m.family("keyward_certificate_days_left", "Whole days until the certificate's notAfter.");
-    for i in &certs {
-        if let Some(d) = i.days_left {
-            m.sample(&[("kind", i.kind), ("name", &i.name)], d);
         }
     }
     m.family(

@@ -146,7 +146,8 @@ pub struct Target {
 impl Target {
     /// The target folder of `leaf`, absolute.
     pub fn dir_for(&self, deploy_root: &Path, leaf: &LeafSpec) -> PathBuf {
-        let rel = self.dir.replace("{name}", &leaf.name).replace("{common_name}", &leaf.common_name);
+        let rel =
+            self.dir.replace("{name}", &leaf.name).replace("{common_name}", &leaf.common_name);
         crate::config::resolve(deploy_root, Path::new(&rel))
     }
 }
@@ -172,7 +173,13 @@ impl Profiles {
     }
 }
 
-fn err(path: &Path, text: &str, span: std::ops::Range<usize>, key: String, message: String) -> CaError {
+fn err(
+    path: &Path,
+    text: &str,
+    span: std::ops::Range<usize>,
+    key: String,
+    message: String,
+) -> CaError {
     let (line, column) = crate::config::line_col(text, span.start);
     CaError::Profile { path: path.to_path_buf(), line, column, key, message }
 }
@@ -404,7 +411,10 @@ fn target(
                     text,
                     g.span(),
                     key("group"),
-                    format!("no group {:?} on this machine (ca.chown = true needs it)", g.get_ref()),
+                    format!(
+                        "no group {:?} on this machine (ca.chown = true needs it)",
+                        g.get_ref()
+                    ),
                 ));
             }
             None => {}
@@ -417,9 +427,10 @@ fn target(
             match mode {
                 Some(mode @ (0o600 | 0o400)) => mode,
                 Some(mode @ (0o640 | 0o440)) => {
-                    let root_owned = t.owner.as_ref().is_some_and(|o| {
-                        o.get_ref() == "root" || o.get_ref() == "0"
-                    });
+                    let root_owned = t
+                        .owner
+                        .as_ref()
+                        .is_some_and(|o| o.get_ref() == "root" || o.get_ref() == "0");
                     if !root_owned || t.group.is_none() {
                         return Err(err(
                             path,
@@ -520,11 +531,7 @@ pub fn check_san(s: &str) -> Result<(), String> {
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{s:?} is neither an IP address nor a DNS name"))
-    }
+    if ok { Ok(()) } else { Err(format!("{s:?} is neither an IP address nor a DNS name")) }
 }
 
 #[cfg(test)]
