@@ -275,13 +275,21 @@ struct PutBody<'a> {
 }
 
 impl OctocrabApi {
-    pub fn new(
-        crab: Octocrab,
-        auth: AuthKind,
+    /// Builds the client with `make` inside the API's own runtime (octocrab spawns
+    /// its service worker on the runtime that builds it).
+    pub fn new<E>(
+        make: impl FnOnce() -> Result<(Octocrab, AuthKind), E>,
         policy: Policy,
         timeout: Duration,
-    ) -> std::io::Result<OctocrabApi> {
+    ) -> Result<OctocrabApi, E>
+    where
+        E: From<std::io::Error>,
+    {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (crab, auth) = {
+            let _guard = rt.enter();
+            make()?
+        };
         Ok(OctocrabApi {
             crab,
             auth,
@@ -348,6 +356,17 @@ impl OctocrabApi {
                             continue;
                         }
                         return Err(ApiErrorKind::Timeout { seconds: self.timeout.as_secs() });
+                    }
+                    Ok(Err(octocrab::Error::GitHub { source, .. })) => {
+                        // octocrab itself asked GitHub (the App's installation-token
+                        // exchange) and GitHub said no.
+                        self.pacer.borrow_mut().after(mutative, None);
+                        let answer = Answer {
+                            status: source.status_code,
+                            headers: source.headers.clone().unwrap_or_default(),
+                            body: serde_json::json!({ "message": source.message }).to_string(),
+                        };
+                        return Ok(answer);
                     }
                     Ok(Err(e)) => {
                         self.pacer.borrow_mut().after(mutative, None);

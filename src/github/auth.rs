@@ -5,7 +5,7 @@
 //! Credentials are read here and handed to octocrab only; they are never logged, never
 //! put in an error message, and the credential type has no `Debug`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use octocrab::Octocrab;
 use octocrab::models::{AppId, InstallationId};
@@ -43,11 +43,47 @@ impl AuthKind {
     }
 }
 
+/// The credential keyward presents. No `Debug`: it holds a token or a private key.
+pub enum Credential {
+    Token { var: String, token: SecretString },
+    App { app_id: u64, installation_id: u64, key_pem: SecretString, path: PathBuf },
+}
+
+/// Reads the configured credential: the token from its environment variable, or
+/// the GitHub App's private key file (which must be 0600).
+pub fn credential(config: &GithubConfig, dir: &Path) -> Result<Credential, GithubError> {
+    match &config.app {
+        None => {
+            let var = config.token_env.clone();
+            let token = match std::env::var(&var) {
+                Ok(t) if !t.trim().is_empty() => SecretString::new(t.trim().to_string()),
+                _ => return Err(GithubError::NoToken { var }),
+            };
+            Ok(Credential::Token { var, token })
+        }
+        Some(app) => {
+            let path = crate::config::resolve(dir, &app.private_key_file);
+            crate::store::check_private(&path)
+                .map_err(|e| GithubError::AppKey { path: path.clone(), detail: e.to_string() })?;
+            let key_pem =
+                SecretString::new(std::fs::read_to_string(&path).map_err(|e| {
+                    GithubError::AppKey { path: path.clone(), detail: e.to_string() }
+                })?);
+            Ok(Credential::App {
+                app_id: app.app_id,
+                installation_id: app.installation_id,
+                key_pem,
+                path,
+            })
+        }
+    }
+}
+
 /// Builds the octocrab client for the configuration: base URL, timeouts, no
 /// retries of its own (keyward's rate-limit policy decides), and the credential.
 pub fn client(
     config: &GithubConfig,
-    base: &crate::config::Config,
+    cred: &Credential,
 ) -> Result<(Octocrab, AuthKind), GithubError> {
     let builder = || -> Result<_, GithubError> {
         Octocrab::builder()
@@ -64,39 +100,23 @@ pub fn client(
             })
     };
     let build_err = |e: octocrab::Error| GithubError::Client { detail: e.to_string() };
-    match &config.app {
-        None => {
-            let var = config.token_env.clone();
-            let token = token_from_env(&var)?;
+    match cred {
+        Credential::Token { var, token } => {
             let crab =
                 builder()?.personal_token(token.expose().to_string()).build().map_err(build_err)?;
-            Ok((crab, AuthKind::Token { var }))
+            Ok((crab, AuthKind::Token { var: var.clone() }))
         }
-        Some(app) => {
-            let path: PathBuf = base.resolve(&app.private_key_file);
-            crate::store::check_private(&path)
-                .map_err(|e| GithubError::AppKey { path: path.clone(), detail: e.to_string() })?;
-            let pem =
-                SecretString::new(std::fs::read_to_string(&path).map_err(|e| {
-                    GithubError::AppKey { path: path.clone(), detail: e.to_string() }
-                })?);
+        Credential::App { app_id, installation_id, key_pem, path } => {
             let crab = builder()?
-                .app_from_rsa_pem(AppId(app.app_id), pem.expose().as_bytes())
+                .app_from_rsa_pem(AppId(*app_id), key_pem.expose().as_bytes())
                 .map_err(|_| GithubError::AppKey {
                     path: path.clone(),
                     detail: "not an RSA private key in PEM form (download a new one from the app's settings)".into(),
                 })?
                 .build()
                 .map_err(build_err)?;
-            let crab = crab.installation(InstallationId(app.installation_id)).map_err(build_err)?;
-            Ok((crab, AuthKind::App { app_id: app.app_id, installation_id: app.installation_id }))
+            let crab = crab.installation(InstallationId(*installation_id)).map_err(build_err)?;
+            Ok((crab, AuthKind::App { app_id: *app_id, installation_id: *installation_id }))
         }
-    }
-}
-
-fn token_from_env(var: &str) -> Result<SecretString, GithubError> {
-    match std::env::var(var) {
-        Ok(t) if !t.trim().is_empty() => Ok(SecretString::new(t.trim().to_string())),
-        _ => Err(GithubError::NoToken { var: var.to_string() }),
     }
 }

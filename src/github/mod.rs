@@ -70,6 +70,12 @@ pub enum GithubError {
     Audit(#[from] crate::audit::AuditError),
 }
 
+impl From<std::io::Error> for GithubError {
+    fn from(e: std::io::Error) -> Self {
+        GithubError::Client { detail: format!("cannot start the network runtime: {e}") }
+    }
+}
+
 impl GithubError {
     pub fn exit(&self) -> Exit {
         match self {
@@ -92,17 +98,24 @@ fn config(ctx: &Context) -> Result<&GithubConfig, GithubError> {
 /// The octocrab-backed API for the configuration.
 pub fn connect(ctx: &Context) -> Result<OctocrabApi, GithubError> {
     let config = config(ctx)?;
+    let cred = auth::credential(config, &ctx.config.dir)?;
+    connect_with(config, &cred)
+}
+
+/// The octocrab-backed API for a configuration and a credential.
+pub fn connect_with(
+    config: &GithubConfig,
+    cred: &auth::Credential,
+) -> Result<OctocrabApi, GithubError> {
     // rustls needs one process-wide crypto provider; a second install is a no-op.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let (crab, auth) = auth::client(config, &ctx.config)?;
     let policy = ratelimit::Policy {
         pause: config.pause(),
         retries: config.retries,
         backoff: config.backoff(),
         max_wait: config.max_wait(),
     };
-    OctocrabApi::new(crab, auth, policy, config.timeout())
-        .map_err(|e| GithubError::Client { detail: e.to_string() })
+    OctocrabApi::new(|| auth::client(config, cred), policy, config.timeout())
 }
 
 /// Syncs every secret a policy sends to GitHub. Saves the state and audits every
@@ -128,16 +141,19 @@ pub fn sync_all(ctx: &Context, opts: SyncOptions) -> Result<SyncReport, GithubEr
     let report = sync::sync(&api, &targets, &mut state, opts);
     if !opts.dry_run {
         state.save(&ctx.store)?;
-        audit_report(ctx, &report)?;
+        audit_report(&ctx.audit, &report)?;
     }
     Ok(report)
 }
 
 /// One audit record per write (done or failed) and per failed scope.
-pub fn audit_report(ctx: &Context, report: &SyncReport) -> Result<(), crate::audit::AuditError> {
+pub fn audit_report(
+    audit: &crate::audit::AuditLog,
+    report: &SyncReport,
+) -> Result<(), crate::audit::AuditError> {
     for s in &report.scopes {
         if let Some(e) = &s.error {
-            ctx.audit.append(
+            audit.append(
                 "github-sync",
                 Object::new("github-scope", &s.key),
                 AuditOutcome::Failed,
@@ -160,7 +176,7 @@ pub fn audit_report(ctx: &Context, report: &SyncReport) -> Result<(), crate::aud
             if let Some(v) = r.version {
                 obj = obj.version(v);
             }
-            ctx.audit.append(action, obj, outcome, r.error.as_deref().or(Some(&r.reason)))?;
+            audit.append(action, obj, outcome, r.error.as_deref().or(Some(&r.reason)))?;
         }
     }
     Ok(())
