@@ -348,37 +348,44 @@ impl OctocrabApi {
                 };
                 let result = tokio::time::timeout(self.timeout, fut).await;
                 let now = Utc::now().timestamp();
-                let (status, headers, text) = match result {
-                    Err(_) => {
-                        self.pacer.borrow_mut().after(mutative, None);
-                        if attempt < self.policy.retries && !mutative {
-                            attempt += 1;
-                            continue;
-                        }
-                        return Err(ApiErrorKind::Timeout { seconds: self.timeout.as_secs() });
-                    }
+                // Timeouts and broken connections are retried a bounded number of
+                // times, writes included: a PUT of the same sealed value is idempotent.
+                let outcome = match result {
+                    Err(_) => Err(ApiErrorKind::Timeout { seconds: self.timeout.as_secs() }),
                     Ok(Err(octocrab::Error::GitHub { source, .. })) => {
                         // octocrab itself asked GitHub (the App's installation-token
                         // exchange) and GitHub said no.
                         self.pacer.borrow_mut().after(mutative, None);
-                        let answer = Answer {
+                        return Ok(Answer {
                             status: source.status_code,
                             headers: source.headers.clone().unwrap_or_default(),
                             body: serde_json::json!({ "message": source.message }).to_string(),
-                        };
-                        return Ok(answer);
+                        });
                     }
                     Ok(Err(e)) => {
+                        let detail = transport_detail(&e);
+                        let lower = detail.to_ascii_lowercase();
+                        if lower.contains("timed out") || lower.contains("timeout") {
+                            Err(ApiErrorKind::Timeout { seconds: self.timeout.as_secs() })
+                        } else {
+                            Err(ApiErrorKind::Transport { detail })
+                        }
+                    }
+                    Ok(Ok(r)) => Ok(r),
+                };
+                let (status, headers, text) = match outcome {
+                    Ok(r) => r,
+                    Err(kind) => {
                         self.pacer.borrow_mut().after(mutative, None);
                         if attempt < self.policy.retries {
                             attempt += 1;
                             tokio::time::sleep(self.policy.pause.min(Duration::from_secs(1))).await;
                             continue;
                         }
-                        return Err(ApiErrorKind::Transport { detail: transport_detail(&e) });
+                        return Err(kind);
                     }
-                    Ok(Ok(r)) => r,
                 };
+
                 self.pacer.borrow_mut().after(mutative, self.policy.exhausted_wait(&headers, now));
                 let message = message_of(&text);
                 match self.policy.judge(status, &headers, &message, attempt, limited, now) {
