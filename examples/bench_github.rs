@@ -50,7 +50,8 @@ fn main() {
     server.add_repo("pazpaz", "app");
     let dir = tempfile::tempdir().expect("temp dir");
     let store = keyward::store::Store::open(&dir.path().join("state")).expect("state");
-    let cred = Credential::Token { var: "GITHUB_TOKEN".into(), token: SecretString::new(TOKEN.into()) };
+    let cred =
+        Credential::Token { var: "GITHUB_TOKEN".into(), token: SecretString::new(TOKEN.into()) };
     // Production settings (1 s pause between writes, default retries and timeouts),
     // except the base URL.
     let config = GithubConfig {
@@ -74,7 +75,8 @@ fn main() {
         let api = keyward::github::connect_with(cfg, &cred).expect("client");
         let mut state = SyncState::load(&store).expect("state");
         let (targets, _) = keyward::github::sync::plan_targets(items, cfg);
-        let report = keyward::github::sync::sync(&api, &targets, &mut state, SyncOptions::default());
+        let report =
+            keyward::github::sync::sync(&api, &targets, &mut state, SyncOptions::default());
         state.save(&store).expect("save");
         let took = start.elapsed();
         assert!(report.failed().is_empty(), "{:?}", report.failed());
@@ -133,17 +135,35 @@ fn main() {
         assert!(st.success(), "gh secret set -f failed");
         ghs.push((server.total() - before, took));
     }
-    let received = server.received().iter().filter(|r| r.scope == repo_key("pazpaz", "app")).count();
+    let received =
+        server.received().iter().filter(|r| r.scope == repo_key("pazpaz", "app")).count();
     server.assert_faithful();
 
     let (r1, t1) = median(one);
     let (r0, t0) = median(none);
     let (rg, tg) = median(ghs);
-    println!("GitHub Actions secrets: {N} secrets in one repository, local GitHub API server, median of {RUNS}");
+    println!(
+        "GitHub Actions secrets: {N} secrets in one repository, local GitHub API server, median of {RUNS}"
+    );
     println!("{:<44} {:>9} {:>12}", "", "requests", "wall time");
-    println!("{:<44} {:>9} {:>9.1} ms", "keyward github sync, 1 changed", r1, t1.as_secs_f64() * 1e3);
-    println!("{:<44} {:>9} {:>9.1} ms", "keyward github sync, none changed", r0, t0.as_secs_f64() * 1e3);
-    println!("{:<44} {:>9} {:>9.1} ms", "gh secret set -f FILE (sends all 100)", rg, tg.as_secs_f64() * 1e3);
+    println!(
+        "{:<44} {:>9} {:>9.1} ms",
+        "keyward github sync, 1 changed",
+        r1,
+        t1.as_secs_f64() * 1e3
+    );
+    println!(
+        "{:<44} {:>9} {:>9.1} ms",
+        "keyward github sync, none changed",
+        r0,
+        t0.as_secs_f64() * 1e3
+    );
+    println!(
+        "{:<44} {:>9} {:>9.1} ms",
+        "gh secret set -f FILE (sends all 100)",
+        rg,
+        tg.as_secs_f64() * 1e3
+    );
     println!("(sealed boxes opened by the server in total: {received})");
 }
 

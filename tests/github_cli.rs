@@ -5,11 +5,11 @@
 //! what an earlier sync recorded, so the command-line paths that need no policy
 //! (status, pruning, errors) run end to end.
 
-#[path = "support/github_server.rs"]
-mod github_server;
+mod common;
 #[path = "support/github_fixture.rs"]
 mod github_fixture;
-mod common;
+#[path = "support/github_server.rs"]
+mod github_server;
 
 use common::Env;
 use github_fixture::*;
@@ -32,7 +32,8 @@ fn seed(env: &Env, s: &GithubServer) {
     let api = api(&cfg);
     let store = keyward::store::Store::open(&env.path("state")).unwrap();
     let mut state = keyward::github::SyncState::load(&store).unwrap();
-    let items = [item("OLD", 1, b"old-value", vec![repo()]), item("TAKEN", 1, b"mine", vec![repo()])];
+    let items =
+        [item("OLD", 1, b"old-value", vec![repo()]), item("TAKEN", 1, b"mine", vec![repo()])];
     let (targets, _) = keyward::github::sync::plan_targets(&items, &cfg);
     let r = keyward::github::sync::sync(&api, &targets, &mut state, Default::default());
     assert!(r.failed().is_empty());
@@ -96,7 +97,11 @@ fn status_and_prune_end_to_end() {
     // --dry-run --prune lists the delete.
     let r = env.run(&["github", "sync", "--dry-run", "--prune"]);
     r.code(0);
-    assert!(r.stdout.contains("OLD") && r.stdout.contains("delete") && r.stdout.contains("planned"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("OLD") && r.stdout.contains("delete") && r.stdout.contains("planned"),
+        "{}",
+        r.stdout
+    );
     assert_eq!(s.count("DELETE", ""), 0);
 
     let r = env.run(&["--format", "json", "github", "sync", "--prune"]);
@@ -109,7 +114,10 @@ fn status_and_prune_end_to_end() {
     let r = env.run(&["--format", "json", "audit", "show"]);
     r.code(0);
     let records = r.json()["records"].as_array().unwrap().clone();
-    assert!(records.iter().any(|x| x["action"] == "github-delete" && x["object"]["name"] == "repository:pazpaz/app/OLD"));
+    assert!(
+        records.iter().any(|x| x["action"] == "github-delete"
+            && x["object"]["name"] == "repository:pazpaz/app/OLD")
+    );
     env.run(&["audit", "verify"]).code(0);
     // The token never reaches output, state or the audit log.
     assert!(common::tree_contains(env.root(), TOKEN.as_bytes()).is_empty());
@@ -129,7 +137,11 @@ fn a_rejected_token_fails_the_sync_and_the_run_with_the_fix() {
     env.set_env("PAZPAZ_GH_TOKEN", "ghp_wrong");
     let r = env.run(&["github", "sync", "--prune"]);
     r.code(1);
-    assert!(r.stdout.contains("401 Bad credentials") && r.stdout.contains("$PAZPAZ_GH_TOKEN"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("401 Bad credentials") && r.stdout.contains("$PAZPAZ_GH_TOKEN"),
+        "{}",
+        r.stdout
+    );
     assert!(!r.stdout.contains("ghp_wrong") && !r.stderr.contains("ghp_wrong"));
 
     let r = env.run(&["run"]);

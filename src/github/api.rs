@@ -117,9 +117,26 @@ pub enum ApiErrorKind {
     Unexpected { status: u16, message: String },
 }
 
-/// A failed request, with what keyward was doing and to which scope.
+/// A failed request (boxed: errors stay small on the happy path).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
+pub struct ApiError(pub Box<ApiErrorDetail>);
+
+impl std::ops::Deref for ApiError {
+    type Target = ApiErrorDetail;
+    fn deref(&self) -> &ApiErrorDetail {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What keyward was doing, to which scope, and what GitHub answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiErrorDetail {
     /// What keyward was doing (`list the secrets`, `write SECRET_KEY`).
     pub op: String,
     /// The scope, as a person reads it.
@@ -133,7 +150,7 @@ pub struct ApiError {
     pub kind: ApiErrorKind,
 }
 
-impl ApiError {
+impl ApiErrorDetail {
     pub fn status(&self) -> Option<u16> {
         match &self.kind {
             ApiErrorKind::Unauthorized { .. } => Some(401),
@@ -158,7 +175,7 @@ impl ApiError {
     }
 }
 
-impl std::fmt::Display for ApiError {
+impl std::fmt::Display for ApiErrorDetail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let who = self.auth.describe();
         let (op, target) = (&self.op, &self.target);
@@ -302,7 +319,7 @@ impl OctocrabApi {
     }
 
     fn err(&self, target: &Target, op: &str, write: bool, kind: ApiErrorKind) -> ApiError {
-        ApiError {
+        ApiError(Box::new(ApiErrorDetail {
             op: op.to_string(),
             target: target.to_string(),
             write,
@@ -310,7 +327,7 @@ impl OctocrabApi {
             organization: target.is_organization(),
             auth: self.auth.clone(),
             kind,
-        }
+        }))
     }
 
     /// Sends one request under the rate-limit policy and returns the final answer
@@ -610,7 +627,7 @@ mod tests {
 
     #[test]
     fn error_messages_name_the_fix() {
-        let e = ApiError {
+        let e = ApiErrorDetail {
             op: "write A".into(),
             target: "environment \"production\" of o/r".into(),
             write: true,

@@ -25,7 +25,7 @@ pub mod seal;
 pub mod state;
 pub mod sync;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -63,11 +63,17 @@ pub enum GithubError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Api(#[from] ApiError),
+    Api(Box<ApiError>),
     #[error(transparent)]
     Secrets(#[from] crate::secrets::SecretsError),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+}
+
+impl From<ApiError> for GithubError {
+    fn from(e: ApiError) -> Self {
+        GithubError::Api(Box::new(e))
+    }
 }
 
 impl From<std::io::Error> for GithubError {
@@ -322,7 +328,7 @@ impl Human for GithubStatus {
 /// Computes `github status` from the items, the state and one list per scope.
 pub fn status_of<A: SecretsApi>(
     api: &A,
-    targets: &BTreeMap<Target, Vec<(&crate::secrets::GithubItem, &GithubScope)>>,
+    targets: &sync::Targets<'_>,
     state: &SyncState,
 ) -> GithubStatus {
     let start = api.requests();

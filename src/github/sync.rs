@@ -232,12 +232,15 @@ fn access_sig(access: &Option<(Visibility, Vec<String>)>) -> Option<String> {
     })
 }
 
+/// Items by resolved scope, each with the policy scope that sent it there.
+pub type Targets<'a> = BTreeMap<Target, Vec<(&'a GithubItem, &'a GithubScope)>>;
+
 /// Groups items by resolved scope. Scopes that cannot be resolved (missing config)
 /// become errors of their own.
 pub fn plan_targets<'a>(
     items: &'a [GithubItem],
     config: &super::config::GithubConfig,
-) -> (BTreeMap<Target, Vec<(&'a GithubItem, &'a GithubScope)>>, Vec<String>) {
+) -> (Targets<'a>, Vec<String>) {
     let mut out: BTreeMap<Target, Vec<(&GithubItem, &GithubScope)>> = BTreeMap::new();
     let mut errors = Vec::new();
     for item in items {
@@ -259,7 +262,7 @@ pub fn plan_targets<'a>(
 /// Runs the sync of `items` (each with its resolved scopes) against `api`.
 pub fn sync<A: SecretsApi>(
     api: &A,
-    targets: &BTreeMap<Target, Vec<(&GithubItem, &GithubScope)>>,
+    targets: &Targets<'_>,
     state: &mut SyncState,
     opts: SyncOptions,
 ) -> SyncReport {
