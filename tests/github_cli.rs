@@ -74,6 +74,19 @@ fn status_and_prune_end_to_end() {
     configure(&env, &s, "");
     seed(&env, &s);
 
+    // keyward status shows what was synced, from the state alone (no request).
+    let before = s.total();
+    let r = env.run(&["--format", "json", "status"]);
+    r.code(0);
+    let items = r.json()["items"].as_array().unwrap().clone();
+    let gh = items.iter().find(|i| i["kind"] == "github").expect("a github item");
+    assert_eq!(gh["name"], "repository pazpaz/app");
+    assert!(
+        gh["note"].as_str().unwrap().starts_with("2 secret(s) synced (1 created by keyward)"),
+        "{gh}"
+    );
+    assert_eq!(s.total(), before);
+
     // No token: a configuration error that names the variable.
     let r = env.run(&["github", "status"]);
     r.code(2);

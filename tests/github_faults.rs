@@ -274,3 +274,35 @@ fn a_rejected_token_at_the_server_itself_is_a_401() {
     let r = sync(&api, &cfg, &three(), &States::new());
     assert!(r.scopes[0].error.as_deref().unwrap().contains("401"), "{:?}", r.scopes[0].error);
 }
+
+#[test]
+fn prune_waits_while_a_write_of_the_scope_fails() {
+    let s = server();
+    let cfg = config(&s);
+    let api = api(&cfg);
+    let states = States::new();
+    sync(&api, &cfg, &[item("OLD_NAME", 1, b"v", vec![repo()])], &states);
+    // Renamed in the policy; the new name's write fails this time.
+    s.inject(Fault::new(Some("PUT"), &put("NEW_NAME"), FaultKind::Server(500), 100));
+    let renamed = [item("NEW_NAME", 1, b"v", vec![repo()])];
+    let r = run_sync(
+        &api,
+        &cfg,
+        &renamed,
+        &states,
+        keyward::github::SyncOptions { dry_run: false, prune: true },
+    );
+    assert_eq!(r.failed(), ["NEW_NAME in repository pazpaz/app"]);
+    assert_eq!(s.count("DELETE", ""), 0, "the old name stays while the new one is missing");
+    assert_eq!(s.names(&repo_key(OWNER, REPO)), ["OLD_NAME"]);
+    s.clear_faults();
+    let r = run_sync(
+        &api,
+        &cfg,
+        &renamed,
+        &states,
+        keyward::github::SyncOptions { dry_run: false, prune: true },
+    );
+    assert!(r.failed().is_empty());
+    assert_eq!(s.names(&repo_key(OWNER, REPO)), ["NEW_NAME"]);
+}

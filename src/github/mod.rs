@@ -56,6 +56,9 @@ pub enum GithubError {
     NoToken { var: String },
     #[error("cannot use the GitHub App private key {path}: {detail}")]
     AppKey { path: PathBuf, detail: String },
+    /// A repository, environment or organisation that GitHub does not have.
+    #[error("{message}")]
+    Missing { message: String },
     #[error("cannot set up the GitHub client: {detail}")]
     Client { detail: String },
     #[error("the system random generator failed; keyward cannot create the GitHub sync key")]
@@ -92,7 +95,10 @@ impl GithubError {
             GithubError::Store(e) => e.exit(),
             GithubError::Secrets(e) => e.exit(),
             GithubError::Audit(e) => e.exit(),
-            GithubError::Client { .. } | GithubError::Random | GithubError::Api(_) => Exit::Failed,
+            GithubError::Client { .. }
+            | GithubError::Random
+            | GithubError::Api(_)
+            | GithubError::Missing { .. } => Exit::Failed,
         }
     }
 }
@@ -129,7 +135,8 @@ pub fn connect_with(
 pub fn sync_all(ctx: &Context, opts: SyncOptions) -> Result<SyncReport, GithubError> {
     let config = config(ctx)?;
     let items = crate::secrets::github_items(ctx)?;
-    let mut state = SyncState::load(&ctx.store)?;
+    let mut state =
+        if opts.dry_run { SyncState::open(&ctx.store)? } else { SyncState::load(&ctx.store)? };
     let (targets, errors) = sync::plan_targets(&items, config);
     if let Some(e) = errors.first() {
         return Err(GithubError::Config { key: "github".into(), message: e.clone() });
@@ -258,7 +265,15 @@ pub fn present_names(
 ) -> Result<Vec<(String, Option<String>)>, GithubError> {
     let target = Target::resolve(scope, config(ctx)?)?;
     let api = connect(ctx)?;
-    let list = api.list(&target)?;
+    let list = match api.list(&target) {
+        Ok(l) => l,
+        Err(e) if matches!(e.kind, api::ApiErrorKind::NotFound { .. }) => {
+            return Err(GithubError::Missing {
+                message: sync::explain_not_found(&api, &target, e),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(list.into_iter().map(|s| (s.name, Some(crate::util::fmt_time(s.updated_at)))).collect())
 }
 
@@ -392,7 +407,7 @@ pub fn status_of<A: SecretsApi>(
 pub fn status_command(ctx: &Context) -> Result<Exit, Error> {
     let config = config(ctx)?;
     let items = crate::secrets::github_items(ctx).map_err(GithubError::from)?;
-    let state = SyncState::load(&ctx.store)?;
+    let state = SyncState::open(&ctx.store)?;
     let (targets, errors) = sync::plan_targets(&items, config);
     if let Some(e) = errors.first() {
         return Err(GithubError::Config { key: "github".into(), message: e.clone() }.into());
@@ -403,4 +418,36 @@ pub fn status_command(ctx: &Context) -> Result<Exit, Error> {
         status_of(&connect(ctx)?, &targets, &state)
     };
     crate::output::emit(ctx.format, &status)
+}
+
+/// GitHub's lines of `keyward status`, from the sync state only (no request): one
+/// per scope keyward has written to.
+pub fn status(ctx: &Context) -> Result<Vec<crate::status::Item>, Error> {
+    if ctx.config.file.github.is_none() {
+        return Ok(Vec::new());
+    }
+    let state = SyncState::open(&ctx.store)?;
+    Ok(state
+        .scopes
+        .values()
+        .map(|s| {
+            let owned = s.secrets.values().filter(|e| e.created_by_keyward).count();
+            let last = s.secrets.values().map(|e| e.synced_at).max();
+            crate::status::Item {
+                kind: "github",
+                name: s.target.to_string(),
+                health: crate::status::Health::Healthy,
+                not_after: None,
+                days_left: None,
+                next_action: None,
+                version: None,
+                last_rotated: None,
+                note: format!(
+                    "{} secret(s) synced ({owned} created by keyward), last write {}",
+                    s.secrets.len(),
+                    last.map_or_else(|| "-".to_string(), crate::util::fmt_time)
+                ),
+            }
+        })
+        .collect())
 }

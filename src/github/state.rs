@@ -63,7 +63,18 @@ pub struct SyncState {
 
 impl SyncState {
     /// Loads the state and the MAC key, creating the key (0600) on first use.
+    /// Only a command holding the run lock may call this.
     pub fn load(store: &Store) -> Result<SyncState, GithubError> {
+        Self::load_inner(store, true)
+    }
+
+    /// Loads the state without creating anything (status, dry runs, no lock): a
+    /// missing key is replaced by a random one that is never saved.
+    pub fn open(store: &Store) -> Result<SyncState, GithubError> {
+        Self::load_inner(store, false)
+    }
+
+    fn load_inner(store: &Store, create: bool) -> Result<SyncState, GithubError> {
         let key_path = store.path(KEY_FILE);
         let key = if key_path.exists() {
             let bytes = crate::store::read_private(&key_path)?;
@@ -77,6 +88,11 @@ impl SyncState {
         } else {
             let mut bytes = vec![0u8; 32];
             SystemRandom::new().fill(&mut bytes).map_err(|_| GithubError::Random)?;
+            if !create {
+                let key = hmac::Key::new(hmac::HMAC_SHA256, &bytes);
+                let file: StateFile = store.read_json(STATE_FILE)?.unwrap_or_default();
+                return Ok(SyncState { scopes: file.scopes, key });
+            }
             if let Some(dir) = key_path.parent() {
                 crate::store::ensure_private_dir(dir)?;
             }
@@ -153,5 +169,14 @@ mod tests {
         // Not a plain hash, and bound to the name.
         assert_ne!(a, crate::util::sha256_hex(b"v"));
         assert_ne!(a, SyncState::load(&store).unwrap().mac(&t, "B", b"v"));
+    }
+
+    #[test]
+    fn open_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        let s = SyncState::open(&store).unwrap();
+        assert!(s.is_empty());
+        assert!(!store.path(KEY_FILE).exists());
     }
 }

@@ -445,17 +445,6 @@ fn sync_scope<A: SecretsApi>(
         plan.push(Planned { want, change, reason, mac, access });
     }
 
-    // GitHub's limit on secrets per scope: the creates that do not fit fail.
-    let mut room = target.max_secrets().saturating_sub(remote.len());
-    let mut too_many = BTreeSet::new();
-    for p in plan.iter().filter(|p| p.change == Change::Create) {
-        if room == 0 {
-            too_many.insert(p.want.item.name.clone());
-        } else {
-            room -= 1;
-        }
-    }
-
     // Pruning: only what keyward created and no policy wants here any more.
     let mut deletes: Vec<(String, u64)> = Vec::new();
     if let Some(s) = state.scopes.get(&target.key()) {
@@ -492,6 +481,17 @@ fn sync_scope<A: SecretsApi>(
             for n in forget {
                 state.forget(target, &n);
             }
+        }
+    }
+
+    // GitHub's limit on secrets per scope: the creates that do not fit fail.
+    let mut room = target.max_secrets().saturating_sub(remote.len());
+    let mut too_many = BTreeSet::new();
+    for p in plan.iter().filter(|p| p.change == Change::Create) {
+        if room == 0 {
+            too_many.insert(p.want.item.name.clone());
+        } else {
+            room -= 1;
         }
     }
 
@@ -600,6 +600,9 @@ fn sync_scope<A: SecretsApi>(
         }
     }
 
+    // Deletes last, and only when every write of the scope went through: a renamed
+    // secret's old name goes only once the new one is in place.
+    let write_failed = rep.secrets.iter().any(|r| r.outcome == Outcome::Failed);
     for (name, version) in deletes {
         let reason = "keyward created it; no policy sends it here any more".to_string();
         let mk = |outcome, error| SecretReport {
@@ -612,6 +615,11 @@ fn sync_scope<A: SecretsApi>(
         };
         if !opts.prune {
             rep.secrets.push(mk(Outcome::Skipped, None));
+        } else if write_failed && !opts.dry_run {
+            rep.secrets.push(SecretReport {
+                reason: "not deleted: another secret of this scope failed to sync; run again once it is fixed".into(),
+                ..mk(Outcome::Skipped, None)
+            });
         } else if opts.dry_run {
             rep.secrets.push(mk(Outcome::Planned, None));
         } else {
@@ -670,7 +678,7 @@ fn fail_all(
 
 /// A 404 on an environment is either a missing environment or a missing
 /// repository; one more request tells which, so the fix-it line is right.
-fn explain_not_found<A: SecretsApi>(api: &A, target: &Target, e: ApiError) -> String {
+pub(crate) fn explain_not_found<A: SecretsApi>(api: &A, target: &Target, e: ApiError) -> String {
     if !matches!(e.kind, ApiErrorKind::NotFound { .. }) {
         return e.to_string();
     }
