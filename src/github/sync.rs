@@ -131,34 +131,31 @@ impl SyncReport {
 impl Human for SyncReport {
     fn human(&self, out: &mut String) {
         let mut t = Table::new(["SCOPE", "SECRET", "CHANGE", "RESULT", "WHY"]);
+        let mut failures = Vec::new();
         for s in &self.scopes {
-            if let Some(e) = &s.error
-                && s.secrets.is_empty()
-            {
-                t.row([
-                    s.scope.clone(),
-                    "-".into(),
-                    "-".into(),
-                    format!("FAILED: {e}"),
-                    String::new(),
-                ]);
+            if let Some(e) = &s.error {
+                failures.push(format!("{}: {e}", s.scope));
             }
             for r in &s.secrets {
                 if r.change == Change::Unchanged && r.outcome != Outcome::Failed {
                     continue;
                 }
-                let result = match (&r.outcome, &r.error) {
-                    (Outcome::Failed, Some(e)) => format!("FAILED: {e}"),
-                    (Outcome::Failed, None) => "FAILED".into(),
-                    (Outcome::Planned, _) => "planned".into(),
-                    (Outcome::Done, _) => "done".into(),
-                    (Outcome::Skipped, _) => "-".into(),
+                let result = match r.outcome {
+                    Outcome::Failed => "FAILED",
+                    Outcome::Planned => "planned",
+                    Outcome::Done => "done",
+                    Outcome::Skipped => "-",
                 };
+                if let Some(e) = &r.error
+                    && s.error.as_deref() != Some(e.as_str())
+                {
+                    failures.push(format!("{} in {}: {e}", r.name, s.scope));
+                }
                 t.row([
                     s.scope.clone(),
                     r.name.clone(),
                     r.change.label().into(),
-                    result,
+                    result.into(),
                     r.reason.clone(),
                 ]);
             }
@@ -166,12 +163,7 @@ impl Human for SyncReport {
         if !t.is_empty() {
             t.render(out);
         }
-        let unchanged: usize = self
-            .scopes
-            .iter()
-            .flat_map(|s| &s.secrets)
-            .filter(|r| r.change == Change::Unchanged)
-            .count();
+        let unchanged = self.count(Change::Unchanged, Outcome::Skipped);
         let verb = if self.dry_run { "would be" } else { "were" };
         let done = if self.dry_run { Outcome::Planned } else { Outcome::Done };
         out.push_str(&format!(
@@ -188,9 +180,8 @@ impl Human for SyncReport {
                 "{prunable} secret(s) keyward created are no longer wanted: 'keyward github sync --prune' deletes them\n"
             ));
         }
-        let failed = self.failed();
-        if !failed.is_empty() {
-            out.push_str(&format!("FAILED: {}\n", failed.join("; ")));
+        for f in failures {
+            out.push_str(&format!("FAILED: {f}\n"));
         }
     }
 
@@ -373,7 +364,11 @@ fn sync_scope<A: SecretsApi>(
         rep.secrets.push(SecretReport {
             name: name.clone(),
             version: *version,
-            change: Change::Update,
+            change: if state.entry(target, name).is_some() {
+                Change::Update
+            } else {
+                Change::Create
+            },
             reason: "refused before sending".into(),
             outcome: Outcome::Failed,
             error: Some(error.clone()),
@@ -396,6 +391,7 @@ fn sync_scope<A: SecretsApi>(
     };
     let remote: BTreeMap<&str, &RemoteSecret> =
         remote.iter().map(|r| (r.name.as_str(), r)).collect();
+    let again = if opts.dry_run { "would send it again" } else { "sending it again" };
 
     struct Planned<'a> {
         want: &'a Want<'a>,
@@ -412,7 +408,7 @@ fn sync_scope<A: SecretsApi>(
         let (change, reason) = match (remote.get(name), entry) {
             (None, None) => (Change::Create, "new".to_string()),
             (None, Some(_)) => {
-                let w = format!("{name} was deleted from {target} behind keyward's back; creating it again");
+                let w = format!("{name} was deleted from {target} behind keyward's back; {again}");
                 warn!("{w}");
                 warnings.push(w);
                 (Change::Create, "deleted on GitHub".into())
@@ -426,7 +422,7 @@ fn sync_scope<A: SecretsApi>(
                     (Change::Update, format!("value changed (version {} → {})", e.version, want.item.version))
                 } else if r.updated_at > e.synced_at {
                     let w = format!(
-                        "{name} in {target} was changed on GitHub at {} (keyward last wrote it at {}), behind keyward's back; sending keyward's value again",
+                        "{name} in {target} was changed on GitHub at {} (keyward last wrote it at {}), behind keyward's back; {again}",
                         crate::util::fmt_time(r.updated_at),
                         crate::util::fmt_time(e.synced_at)
                     );
