@@ -402,3 +402,64 @@ fn canary_values_reach_no_report_error_state_or_audit_record() {
         "{audit_text}"
     );
 }
+
+/// Runs the sync in a child process at the highest verbosity, with drift, retries
+/// and failures, and checks every byte it wrote to stdout and stderr.
+#[test]
+fn canary_values_reach_no_log_line() {
+    let canary = "CANARY-b81e44-never-log-me";
+    if std::env::var_os("KEYWARD_CANARY_CHILD").is_some() {
+        keyward::output::init(keyward::output::Format::Human, 3);
+        let s = server();
+        let cfg = config(&s);
+        let api = api(&cfg);
+        let states = States::new();
+        let items = vec![
+            item("LOGGED_A", 1, canary.as_bytes(), vec![repo(), env()]),
+            item(
+                "LOGGED_B",
+                1,
+                canary.as_bytes(),
+                vec![org(Visibility::Selected, &["app", "ghost"])],
+            ),
+        ];
+        sync(&api, &cfg, &items, &states);
+        s.set_behind_the_back(&repo_key(OWNER, REPO), "LOGGED_A", b"other");
+        s.inject(github_server::Fault::new(
+            Some("PUT"),
+            "/LOGGED_A",
+            github_server::FaultKind::Server(502),
+            1,
+        ));
+        s.inject(github_server::Fault::new(
+            Some("PUT"),
+            "/environments/production/secrets/LOGGED_A",
+            github_server::FaultKind::Unprocessable("Invalid request"),
+            1,
+        ));
+        let items =
+            vec![item("LOGGED_A", 2, format!("{canary}-2").as_bytes(), vec![repo(), env()])];
+        let r = sync(&api, &cfg, &items, &states);
+        let mut human = String::new();
+        keyward::output::Human::human(&r, &mut human);
+        println!("{human}");
+        println!("{}", serde_json::to_string(&r).unwrap());
+        eprintln!("{:?}", errors(&r));
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "canary_values_reach_no_log_line", "--nocapture", "--test-threads=1"])
+        .env("KEYWARD_CANARY_CHILD", "1")
+        .output()
+        .unwrap();
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("warning: LOGGED_A in repository pazpaz/app was also changed on GitHub"),
+        "{text}"
+    );
+    assert!(text.contains("debug: GitHub: GitHub answered 502"), "{text}");
+    assert!(text.contains("FAILED"), "{text}");
+    assert!(!text.contains("CANARY"), "a value reached the output:\n{text}");
+}

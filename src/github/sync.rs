@@ -419,6 +419,15 @@ fn sync_scope<A: SecretsApi>(
             ),
             (Some(r), Some(e)) => {
                 if e.mac != mac {
+                    if r.updated_at > e.synced_at {
+                        let w = format!(
+                            "{name} in {target} was also changed on GitHub at {} (keyward last wrote it at {}), behind keyward's back; the new version replaces it",
+                            crate::util::fmt_time(r.updated_at),
+                            crate::util::fmt_time(e.synced_at)
+                        );
+                        warn!("{w}");
+                        warnings.push(w);
+                    }
                     (Change::Update, format!("value changed (version {} → {})", e.version, want.item.version))
                 } else if r.updated_at > e.synced_at {
                     let w = format!(
