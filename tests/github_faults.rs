@@ -290,7 +290,7 @@ fn prune_waits_while_a_write_of_the_scope_fails() {
         &cfg,
         &renamed,
         &states,
-        keyward::github::SyncOptions { dry_run: false, prune: true },
+        keyward::github::SyncOptions { dry_run: false, prune: true, ..Default::default() },
     );
     assert_eq!(r.failed(), ["NEW_NAME in repository pazpaz/app"]);
     assert_eq!(s.count("DELETE", ""), 0, "the old name stays while the new one is missing");
@@ -301,7 +301,7 @@ fn prune_waits_while_a_write_of_the_scope_fails() {
         &cfg,
         &renamed,
         &states,
-        keyward::github::SyncOptions { dry_run: false, prune: true },
+        keyward::github::SyncOptions { dry_run: false, prune: true, ..Default::default() },
     );
     assert!(r.failed().is_empty());
     assert_eq!(s.names(&repo_key(OWNER, REPO)), ["NEW_NAME"]);

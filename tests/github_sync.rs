@@ -88,6 +88,39 @@ fn a_second_sync_sends_no_put_and_one_change_sends_one() {
 }
 
 #[test]
+fn drift_check_when_unchanged_saves_the_list_request_of_a_scope_with_writes() {
+    let s = server();
+    let mut cfg = config(&s);
+    cfg.drift_check = keyward::github::config::DriftCheck::WhenUnchanged;
+    let api = api(&cfg);
+    let states = States::new();
+    let mut items: Vec<_> = (0..10)
+        .map(|i| item(&format!("S{i}"), 1, format!("value-{i}").as_bytes(), vec![repo()]))
+        .collect();
+    sync(&api, &cfg, &items, &states);
+    let rk = repo_key(OWNER, REPO);
+    s.set_behind_the_back(&rk, "S7", b"tampered");
+    // One value changed: the public key and one PUT, no list.
+    items[2] = item("S2", 2, b"rotated", vec![repo()]);
+    s.clear_log();
+    let r = sync(&api, &cfg, &items, &states);
+    assert_eq!(s.total(), 2, "{:?}", s.log());
+    assert_eq!(s.count("GET", "/public-key"), 1);
+    assert_eq!(s.count("PUT", "/S2"), 1);
+    assert!(r.warnings.is_empty());
+    // Nothing to write: the list, which catches the change behind keyward's back.
+    s.clear_log();
+    let r = sync(&api, &cfg, &items, &states);
+    assert!(r.warnings.iter().any(|w| w.contains("S7")), "{:?}", r.warnings);
+    assert_eq!(s.count("PUT", "/S7"), 1);
+    assert_eq!(s.value(&rk, "S7").unwrap(), b"value-7");
+    s.clear_log();
+    sync(&api, &cfg, &items, &states);
+    assert_eq!(s.total(), 1);
+    assert_eq!(s.count("PUT", ""), 0);
+}
+
+#[test]
 fn changes_behind_keywards_back_are_warned_about_and_undone() {
     let s = server();
     let cfg = config(&s);
@@ -149,11 +182,23 @@ fn prune_deletes_only_what_keyward_created() {
     assert!(!outcomes(&r).contains_key(&(rk.clone(), "TAKEN".to_string())));
 
     // A dry run lists the delete and sends none.
-    let r = run_sync(&api, &cfg, &now, &states, SyncOptions { dry_run: true, prune: true });
+    let r = run_sync(
+        &api,
+        &cfg,
+        &now,
+        &states,
+        SyncOptions { dry_run: true, prune: true, ..Default::default() },
+    );
     assert_eq!(outcomes(&r)[&(rk.clone(), "OLD".to_string())], ("delete".into(), "planned".into()));
     assert_eq!(s.count("DELETE", ""), 0);
 
-    let r = run_sync(&api, &cfg, &now, &states, SyncOptions { dry_run: false, prune: true });
+    let r = run_sync(
+        &api,
+        &cfg,
+        &now,
+        &states,
+        SyncOptions { dry_run: false, prune: true, ..Default::default() },
+    );
     assert_eq!(s.count("DELETE", ""), 1);
     assert_eq!(s.count("DELETE", "/OLD"), 1);
     assert_eq!(outcomes(&r)[&(rk.clone(), "OLD".to_string())], ("delete".into(), "done".into()));
@@ -161,7 +206,13 @@ fn prune_deletes_only_what_keyward_created() {
     names.sort();
     assert_eq!(names, ["HUMAN", "KEEP", "TAKEN"]);
     // Pruning again finds nothing; the never-owned record is forgotten, not deleted.
-    let r = run_sync(&api, &cfg, &now, &states, SyncOptions { dry_run: false, prune: true });
+    let r = run_sync(
+        &api,
+        &cfg,
+        &now,
+        &states,
+        SyncOptions { dry_run: false, prune: true, ..Default::default() },
+    );
     assert_eq!(s.count("DELETE", ""), 1);
     assert!(errors(&r).is_empty());
     assert!(states.load().entry(&repo_target(), "TAKEN").is_none());
@@ -177,7 +228,13 @@ fn dry_run_lists_creates_and_updates_and_writes_nothing() {
     let before = std::fs::read(states.store.path(keyward::github::state::STATE_FILE)).unwrap();
     s.clear_log();
     let items = vec![item("A", 2, b"a2", vec![repo()]), item("B", 1, b"b", vec![env()])];
-    let r = run_sync(&api, &cfg, &items, &states, SyncOptions { dry_run: true, prune: false });
+    let r = run_sync(
+        &api,
+        &cfg,
+        &items,
+        &states,
+        SyncOptions { dry_run: true, prune: false, ..Default::default() },
+    );
     let o = outcomes(&r);
     assert_eq!(o[&(repo_key(OWNER, REPO), "A".into())], ("update".into(), "planned".into()));
     assert_eq!(o[&(env_key(OWNER, REPO, ENV), "B".into())], ("create".into(), "planned".into()));

@@ -26,7 +26,10 @@ pub fn dispatch(cmd: GithubCommand, global: &Global) -> Result<Exit, Error> {
         GithubCommand::Sync { dry_run, prune } => {
             global.require_format("github sync", &[Format::Human, Format::Json])?;
             let ctx = global.context("github sync")?;
-            crate::github::sync_command(&ctx, crate::github::SyncOptions { dry_run, prune })
+            crate::github::sync_command(
+                &ctx,
+                crate::github::SyncOptions { dry_run, prune, ..Default::default() },
+            )
         }
         GithubCommand::Status => {
             global.require_format("github status", &[Format::Human, Format::Json])?;

@@ -48,6 +48,21 @@ pub struct GithubConfig {
     /// The longest keyward waits for a rate limit to reset before giving up on a request.
     #[serde(default = "default_max_wait")]
     pub max_wait_seconds: u64,
+    /// When keyward lists a scope to catch changes made behind its back.
+    #[serde(default)]
+    pub drift_check: DriftCheck,
+}
+
+/// When the drift check (one list request per scope) is made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DriftCheck {
+    /// Every sync lists every scope: a change on GitHub is caught on the next sync.
+    #[default]
+    Always,
+    /// A scope with something to write is not listed (one request fewer); its drift
+    /// is caught on the next sync that has nothing to write there.
+    WhenUnchanged,
 }
 
 /// A GitHub App installation: keyward signs a JWT with the app's key and exchanges
@@ -97,6 +112,7 @@ impl Default for GithubConfig {
             retries: default_retries(),
             backoff_ms: default_backoff_ms(),
             max_wait_seconds: default_max_wait(),
+            drift_check: DriftCheck::default(),
         }
     }
 }

@@ -151,6 +151,7 @@ pub fn sync_all(ctx: &Context, opts: SyncOptions) -> Result<SyncReport, GithubEr
         });
     }
     let api = connect(ctx)?;
+    let opts = SyncOptions { drift_check: config.drift_check, ..opts };
     let report = sync::sync(&api, &targets, &mut state, opts);
     if !opts.dry_run {
         state.save(&ctx.store)?;
@@ -211,7 +212,7 @@ pub fn run_due(ctx: &Context, dry_run: bool) -> Step {
         return Step::unconfigured("github");
     }
     let mut step = Step::new("github");
-    match sync_all(ctx, SyncOptions { dry_run, prune: false }) {
+    match sync_all(ctx, SyncOptions { dry_run, ..SyncOptions::default() }) {
         Err(e) => step.actions.push(Action {
             object: "github".into(),
             action: "sync".into(),

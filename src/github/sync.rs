@@ -34,6 +34,8 @@ pub struct SyncOptions {
     pub dry_run: bool,
     /// Delete secrets keyward created in a scope and no policy sends there any more.
     pub prune: bool,
+    /// When the list request (the drift check) is made.
+    pub drift_check: super::config::DriftCheck,
 }
 
 /// What happens to one secret in one scope.
@@ -375,22 +377,41 @@ fn sync_scope<A: SecretsApi>(
         });
     }
 
-    // The drift check: what GitHub holds now.
-    let remote = match api.list(target) {
-        Ok(r) => r,
-        Err(e) => {
-            let e = explain_not_found(api, target, e);
-            fail_all(
-                &mut rep,
-                wants.values().map(|w| (w.item.name.clone(), Some(w.item.version))),
-                &e,
-            );
-            rep.error = Some(e);
-            return rep;
+    // Whether anything must be written, judged from the state alone.
+    let owned_unwanted = state.scopes.get(&target.key()).is_some_and(|sc| {
+        sc.secrets.iter().any(|(n, e)| {
+            e.created_by_keyward && !wants.contains_key(n.as_str()) && !bad.contains_key(n)
+        })
+    });
+    let local_change = wants.iter().any(|(name, w)| match state.entry(target, name) {
+        None => true,
+        Some(e) => {
+            e.mac != state.mac(target, name, w.item.value.expose())
+                || e.access != access_sig(&w.access)
         }
+    }) || (opts.prune && owned_unwanted);
+    let checked = opts.drift_check == super::config::DriftCheck::Always || !local_change;
+
+    // The drift check: what GitHub holds now.
+    let listed = if checked {
+        match api.list(target) {
+            Ok(r) => r,
+            Err(e) => {
+                let e = explain_not_found(api, target, e);
+                fail_all(
+                    &mut rep,
+                    wants.values().map(|w| (w.item.name.clone(), Some(w.item.version))),
+                    &e,
+                );
+                rep.error = Some(e);
+                return rep;
+            }
+        }
+    } else {
+        Vec::new()
     };
     let remote: BTreeMap<&str, &RemoteSecret> =
-        remote.iter().map(|r| (r.name.as_str(), r)).collect();
+        listed.iter().map(|r| (r.name.as_str(), r)).collect();
     let again = if opts.dry_run { "would send it again" } else { "sending it again" };
 
     struct Planned<'a> {
@@ -405,7 +426,24 @@ fn sync_scope<A: SecretsApi>(
         let mac = state.mac(target, name, want.item.value.expose());
         let access = access_sig(&want.access);
         let entry = state.entry(target, name);
-        let (change, reason) = match (remote.get(name), entry) {
+        let (change, reason) = if !checked {
+            // Only the state to go by (github.drift_check = "when-unchanged").
+            match entry {
+                None => (Change::Create, "not sent yet".to_string()),
+                Some(e) if e.mac != mac => (
+                    Change::Update,
+                    format!("value changed (version {} → {})", e.version, want.item.version),
+                ),
+                Some(e) if e.access != access => {
+                    (Change::Update, "visibility or selected repositories changed".into())
+                }
+                Some(e) => (
+                    Change::Unchanged,
+                    format!("version {} is current (not checked on GitHub this time)", e.version),
+                ),
+            }
+        } else {
+            match (remote.get(name), entry) {
             (None, None) => (Change::Create, "new".to_string()),
             (None, Some(_)) => {
                 let w = format!("{name} was deleted from {target} behind keyward's back; {again}");
@@ -446,6 +484,7 @@ fn sync_scope<A: SecretsApi>(
                     (Change::Unchanged, format!("version {} is current", e.version))
                 }
             }
+        }
         };
         plan.push(Planned { want, change, reason, mac, access });
     }
@@ -460,7 +499,7 @@ fn sync_scope<A: SecretsApi>(
             if !e.created_by_keyward {
                 continue;
             }
-            if remote.contains_key(name.as_str()) {
+            if !checked || remote.contains_key(name.as_str()) {
                 deletes.push((name.clone(), e.version));
             }
         }
@@ -476,7 +515,8 @@ fn sync_scope<A: SecretsApi>(
                     .filter(|(n, e)| {
                         !wants.contains_key(n.as_str())
                             && !bad.contains_key(*n)
-                            && (!e.created_by_keyward || !remote.contains_key(n.as_str()))
+                            && (!e.created_by_keyward
+                                || (checked && !remote.contains_key(n.as_str())))
                     })
                     .map(|(n, _)| n.clone())
                     .collect()
@@ -490,7 +530,12 @@ fn sync_scope<A: SecretsApi>(
     }
 
     // GitHub's limit on secrets per scope: the creates that do not fit fail.
-    let mut room = target.max_secrets().saturating_sub(remote.len());
+    let present = if checked {
+        remote.len()
+    } else {
+        state.scopes.get(&target.key()).map_or(0, |sc| sc.secrets.len())
+    };
+    let mut room = target.max_secrets().saturating_sub(present);
     let mut too_many = BTreeSet::new();
     for p in plan.iter().filter(|p| p.change == Change::Create) {
         if room == 0 {
@@ -539,7 +584,7 @@ fn sync_scope<A: SecretsApi>(
         if too_many.contains(&item.name) {
             let e = format!(
                 "{target} already holds {} secrets, GitHub's limit is {}: delete unused ones there (or move some to an environment or the organisation) and run again",
-                remote.len(),
+                present,
                 target.max_secrets()
             );
             rep.secrets.push(line(item, p.change, &p.reason, Outcome::Failed, Some(e)));

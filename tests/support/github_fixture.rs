@@ -100,6 +100,7 @@ pub fn run_sync(
     states: &States,
     opts: SyncOptions,
 ) -> SyncReport {
+    let opts = SyncOptions { drift_check: config.drift_check, ..opts };
     let mut state = states.load();
     let (targets, errors) = keyward::github::sync::plan_targets(items, config);
     assert!(errors.is_empty(), "{errors:?}");
