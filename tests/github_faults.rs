@@ -306,3 +306,19 @@ fn prune_waits_while_a_write_of_the_scope_fails() {
     assert!(r.failed().is_empty());
     assert_eq!(s.names(&repo_key(OWNER, REPO)), ["NEW_NAME"]);
 }
+
+#[test]
+fn a_success_that_uses_up_the_limit_holds_the_next_request_until_the_reset() {
+    let s = server();
+    let cfg = config(&s);
+    let api = api(&cfg);
+    s.inject(Fault::new(Some("GET"), "/actions/secrets", FaultKind::Exhausted { reset_in: 1 }, 1));
+    let r = sync(&api, &cfg, &three(), &States::new());
+    assert!(r.failed().is_empty(), "{:?}", errors(&r));
+    let log = s.log();
+    assert_eq!(log[0].status, 200);
+    assert!(
+        log[1].time - log[0].time >= chrono::Duration::milliseconds(900),
+        "the request after x-ratelimit-remaining: 0 did not wait for the reset"
+    );
+}

@@ -219,6 +219,32 @@ fn prune_deletes_only_what_keyward_created() {
 }
 
 #[test]
+fn status_names_present_missing_unmanaged_and_prunable() {
+    let s = server();
+    let cfg = config(&s);
+    let api = api(&cfg);
+    let states = States::new();
+    s.set_behind_the_back(&repo_key(OWNER, REPO), "BY_HAND", b"x");
+    sync(
+        &api,
+        &cfg,
+        &[item("GONE", 1, b"g", vec![repo()]), item("HERE", 1, b"h", vec![repo()])],
+        &states,
+    );
+    let wanted = [item("HERE", 1, b"h", vec![repo()]), item("NOT_YET", 1, b"n", vec![repo()])];
+    let (targets, _) = keyward::github::sync::plan_targets(&wanted, &cfg);
+    s.clear_log();
+    let st = keyward::github::status_of(&api, &targets, &states.load());
+    let r = &st.scopes[0];
+    assert_eq!(r.present, ["HERE"]);
+    assert_eq!(r.missing, ["NOT_YET"]);
+    assert_eq!(r.unmanaged, ["BY_HAND"]);
+    assert_eq!(r.prunable, ["GONE"]);
+    assert_eq!(keyward::output::Human::exit(&st), keyward::Exit::Attention);
+    assert_eq!(s.total(), 1, "one list per scope");
+}
+
+#[test]
 fn dry_run_lists_creates_and_updates_and_writes_nothing() {
     let s = server();
     let cfg = config(&s);

@@ -66,6 +66,8 @@ pub enum FaultKind {
     Server(u16),
     /// Answer normally, but only after this long.
     Slow(Duration),
+    /// Answer normally, saying the primary limit is now used up until N seconds on.
+    Exhausted { reset_in: u64 },
 }
 
 #[derive(Debug, Clone)]
@@ -447,10 +449,11 @@ fn handle(world: &Arc<Mutex<World>>, mut rq: tiny_http::Request) {
         .map(|(k, v)| (k.to_string(), percent_decode(v)))
         .collect();
 
-    let (fault, slow) = {
+    let (fault, slow, exhausted) = {
         let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
         let mut found = None;
         let mut slow = None;
+        let mut exhausted = None;
         for f in w.faults.iter_mut() {
             if f.times == 0
                 || !decoded_path.contains(&f.path)
@@ -461,11 +464,12 @@ fn handle(world: &Arc<Mutex<World>>, mut rq: tiny_http::Request) {
             f.times -= 1;
             match &f.kind {
                 FaultKind::Slow(d) => slow = Some(*d),
+                FaultKind::Exhausted { reset_in } => exhausted = Some(*reset_in),
                 k => found = Some(k.clone()),
             }
             break;
         }
-        (found, slow)
+        (found, slow, exhausted)
     };
     if let Some(d) = slow {
         std::thread::sleep(d);
@@ -474,10 +478,16 @@ fn handle(world: &Arc<Mutex<World>>, mut rq: tiny_http::Request) {
     let reply = {
         let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
         let base = format!("http://{host}{prefix}");
-        let r = match fault {
+        let mut r = match fault {
             Some(k) => fault_reply(&k),
             None => route(&mut w, &method, &segments, &query, &body, auth.as_deref(), &base, &path),
         };
+        if let Some(secs) = exhausted {
+            let reset = Utc::now().timestamp() + secs as i64;
+            r = r
+                .header("X-RateLimit-Remaining", "0")
+                .header("X-RateLimit-Reset", &reset.to_string());
+        }
         w.remaining = w.remaining.saturating_sub(1);
         w.log.push(Logged {
             method: method.clone(),
@@ -551,7 +561,7 @@ fn fault_reply(k: &FaultKind) -> Reply {
         FaultKind::NotFound => Reply::error(404, "Not Found"),
         FaultKind::Unprocessable(m) => Reply::error(422, m),
         FaultKind::Server(s) => Reply::error(*s, "Server Error"),
-        FaultKind::Slow(_) => Reply::error(500, "unreachable"),
+        FaultKind::Slow(_) | FaultKind::Exhausted { .. } => Reply::error(500, "not a reply fault"),
     }
 }
 
