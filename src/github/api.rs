@@ -205,6 +205,10 @@ impl std::fmt::Display for ApiErrorDetail {
                 f,
                 "GitHub has no {target} (404 {message}) when trying to {op}: check github.owner, github.repository and github.organization in keyward.toml, and that {who} can see it"
             ),
+            ApiErrorKind::Unprocessable { message } if message.contains("key_id") => write!(
+                f,
+                "GitHub refused to {op} in {target} (422 {message}): the scope's public key changed during the sync; run 'keyward github sync' again"
+            ),
             ApiErrorKind::Unprocessable { message } => write!(
                 f,
                 "GitHub refused to {op} in {target} (422 {message}): secret names may hold only letters, digits and underscores, must not start with a digit or GITHUB_, and values must be at most 48 KB; fix the policy"

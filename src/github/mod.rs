@@ -175,12 +175,8 @@ pub fn audit_report(
             )?;
         }
         for r in &s.secrets {
-            let action = match r.change {
-                sync::Change::Create => "github-create",
-                sync::Change::Update => "github-update",
-                sync::Change::Delete => "github-delete",
-                _ => continue,
-            };
+            let Some(verb) = r.change.verb() else { continue };
+            let action = format!("github-{verb}");
             let outcome = match r.outcome {
                 sync::Outcome::Done => AuditOutcome::Ok,
                 sync::Outcome::Failed => AuditOutcome::Failed,
@@ -190,7 +186,7 @@ pub fn audit_report(
             if let Some(v) = r.version {
                 obj = obj.version(v);
             }
-            audit.append(action, obj, outcome, r.error.as_deref().or(Some(&r.reason)))?;
+            audit.append(&action, obj, outcome, r.error.as_deref().or(Some(&r.reason)))?;
         }
     }
     Ok(())
@@ -231,12 +227,7 @@ pub fn run_due(ctx: &Context, dry_run: bool) -> Step {
                     continue;
                 }
                 for r in &s.secrets {
-                    let verb = match r.change {
-                        sync::Change::Create => "create",
-                        sync::Change::Update => "update",
-                        sync::Change::Delete => "delete",
-                        _ => continue,
-                    };
+                    let Some(verb) = r.change.verb() else { continue };
                     let result = match r.outcome {
                         sync::Outcome::Done => ActionResult::Done,
                         sync::Outcome::Planned => ActionResult::Planned,

@@ -61,7 +61,17 @@ impl Change {
         }
     }
     fn writes(self) -> bool {
-        matches!(self, Change::Create | Change::Update | Change::Delete)
+        self.verb().is_some()
+    }
+
+    /// The write's verb, for the audit log and `keyward run`; `None` for no write.
+    pub fn verb(self) -> Option<&'static str> {
+        match self {
+            Change::Create => Some("create"),
+            Change::Update => Some("update"),
+            Change::Delete => Some("delete"),
+            Change::Unchanged | Change::Prunable => None,
+        }
     }
 }
 
@@ -456,23 +466,22 @@ fn sync_scope<A: SecretsApi>(
                 "exists on GitHub but keyward has no record of sending it; sending the policy's value".into(),
             ),
             (Some(r), Some(e)) => {
+                let behind = |also: &str, then: &str| {
+                    format!(
+                        "{name} in {target} was {also}changed on GitHub at {} (keyward last wrote it at {}), behind keyward's back; {then}",
+                        crate::util::fmt_time(r.updated_at),
+                        crate::util::fmt_time(e.synced_at)
+                    )
+                };
                 if e.mac != mac {
                     if r.updated_at > e.synced_at {
-                        let w = format!(
-                            "{name} in {target} was also changed on GitHub at {} (keyward last wrote it at {}), behind keyward's back; the new version replaces it",
-                            crate::util::fmt_time(r.updated_at),
-                            crate::util::fmt_time(e.synced_at)
-                        );
+                        let w = behind("also ", "the new version replaces it");
                         warn!("{w}");
                         warnings.push(w);
                     }
                     (Change::Update, format!("value changed (version {} → {})", e.version, want.item.version))
                 } else if r.updated_at > e.synced_at {
-                    let w = format!(
-                        "{name} in {target} was changed on GitHub at {} (keyward last wrote it at {}), behind keyward's back; {again}",
-                        crate::util::fmt_time(r.updated_at),
-                        crate::util::fmt_time(e.synced_at)
-                    );
+                    let w = behind("", again);
                     warn!("{w}");
                     warnings.push(w);
                     (Change::Update, "changed on GitHub behind keyward's back".into())
