@@ -157,6 +157,14 @@ fn a_rejected_token_fails_the_sync_and_the_run_with_the_fix() {
     );
     assert!(!r.stdout.contains("ghp_wrong") && !r.stderr.contains("ghp_wrong"));
 
+    // keyward status now needs attention: that scope's last sync failed.
+    let r = env.run(&["--format", "json", "status"]);
+    r.code(3);
+    let items = r.json()["items"].as_array().unwrap().clone();
+    let gh = items.iter().find(|i| i["kind"] == "github").expect("a github item");
+    assert_eq!(gh["health"], "failing");
+    assert!(gh["note"].as_str().unwrap().contains("last sync FAILED"), "{gh}");
+
     let r = env.run(&["run"]);
     r.code(1);
     assert!(r.stdout.contains("github") && r.stdout.contains("401"), "{}", r.stdout);
@@ -166,6 +174,11 @@ fn a_rejected_token_fails_the_sync_and_the_run_with_the_fix() {
     assert!(last["failed"][0].as_str().unwrap().starts_with("github"), "{last}");
     assert_eq!(s.count("DELETE", ""), 0);
     assert!(common::tree_contains(env.root(), b"ghp_wrong").is_empty());
+
+    // Once the token works again, the next sync clears the failure.
+    s.add_token("ghp_wrong");
+    env.run(&["github", "sync"]).code(0);
+    env.run(&["status"]).code(0);
 }
 
 #[test]

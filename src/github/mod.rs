@@ -425,17 +425,21 @@ pub fn status(ctx: &Context) -> Result<Vec<crate::status::Item>, Error> {
         .map(|s| {
             let owned = s.secrets.values().filter(|e| e.created_by_keyward).count();
             let last = s.secrets.values().map(|e| e.synced_at).max();
+            let (health, failed) = match &s.last_error {
+                Some(e) => (crate::status::Health::Failing, format!("; last sync FAILED: {e}")),
+                None => (crate::status::Health::Healthy, String::new()),
+            };
             crate::status::Item {
                 kind: "github",
                 name: s.target.to_string(),
-                health: crate::status::Health::Healthy,
+                health,
                 not_after: None,
                 days_left: None,
                 next_action: None,
                 version: None,
                 last_rotated: None,
                 note: format!(
-                    "{} secret(s) synced ({owned} created by keyward), last write {}",
+                    "{} secret(s) synced ({owned} created by keyward), last write {}{failed}",
                     s.secrets.len(),
                     last.map_or_else(|| "-".to_string(), crate::util::fmt_time)
                 ),

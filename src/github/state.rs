@@ -45,6 +45,12 @@ pub struct ScopeState {
     pub target: Target,
     #[serde(default)]
     pub secrets: BTreeMap<String, Entry>,
+    /// When keyward last synced this scope (not a dry run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<DateTime<Utc>>,
+    /// What failed in that sync, if anything (names and messages, never values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,15 +139,35 @@ impl SyncState {
     pub fn record(&mut self, target: &Target, name: &str, entry: Entry) {
         self.scopes
             .entry(target.key())
-            .or_insert_with(|| ScopeState { target: target.clone(), secrets: BTreeMap::new() })
+            .or_insert_with(|| ScopeState {
+                target: target.clone(),
+                secrets: BTreeMap::new(),
+                last_sync: None,
+                last_error: None,
+            })
             .secrets
             .insert(name.to_string(), entry);
+    }
+
+    /// Records how a sync of a scope ended, for `keyward status`.
+    pub fn note_sync(&mut self, target: &Target, at: DateTime<Utc>, error: Option<String>) {
+        if error.is_none() && !self.scopes.contains_key(&target.key()) {
+            return;
+        }
+        let s = self.scopes.entry(target.key()).or_insert_with(|| ScopeState {
+            target: target.clone(),
+            secrets: BTreeMap::new(),
+            last_sync: None,
+            last_error: None,
+        });
+        s.last_sync = Some(at);
+        s.last_error = error;
     }
 
     pub fn forget(&mut self, target: &Target, name: &str) {
         if let Some(s) = self.scopes.get_mut(&target.key()) {
             s.secrets.remove(name);
-            if s.secrets.is_empty() {
+            if s.secrets.is_empty() && s.last_error.is_none() {
                 self.scopes.remove(&target.key());
             }
         }

@@ -289,6 +289,20 @@ pub fn sync<A: SecretsApi>(
         let empty = Vec::new();
         let wanted = targets.get(&target).unwrap_or(&empty);
         let r = sync_scope(api, &target, wanted, state, opts, &mut repo_ids, &mut report.warnings);
+        if !opts.dry_run {
+            let failed: Vec<&str> = r
+                .secrets
+                .iter()
+                .filter(|x| x.outcome == Outcome::Failed)
+                .map(|x| x.name.as_str())
+                .collect();
+            let error = match (&r.error, failed.is_empty()) {
+                (Some(e), _) => Some(e.clone()),
+                (None, false) => Some(format!("failed: {}", failed.join(", "))),
+                (None, true) => None,
+            };
+            state.note_sync(&target, Utc::now(), error);
+        }
         report.scopes.push(r);
     }
     report.requests = api.requests() - start;
