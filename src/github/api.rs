@@ -4,11 +4,15 @@
 //!
 //! Every request goes through [`OctocrabApi::send`], which applies the rate-limit
 //! policy (serial mutative requests with a pause, `retry-after`, reset waits,
-//! backoff, bounded 5xx retries, timeouts) and counts requests. The current
-//! environment-secrets paths (`/repos/{owner}/{repo}/environments/{name}/secrets…`)
-//! are called through octocrab's raw request methods; octocrab's own handler builds
-//! the older `/repositories/{id}/…` form. Request and response bodies may hold sealed
-//! values, never plaintext; nothing here logs a body.
+//! backoff, bounded 5xx retries, timeouts) and counts requests. Requests use
+//! octocrab's raw methods (`_get`, `_put`, `_delete`) with octocrab's client, base
+//! URL, authentication and App token refresh: its typed secrets handlers return only
+//! bodies, and the policy needs the status and headers (`retry-after`,
+//! `x-ratelimit-*`, `x-accepted-github-permissions`, `Date`); and its
+//! environment-secrets handler builds the older `/repositories/{id}/environments/…`
+//! form, where keyward calls the current
+//! `/repos/{owner}/{repo}/environments/{name}/secrets…` paths. Request and response
+//! bodies may hold sealed values, never plaintext; nothing here logs a body.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
