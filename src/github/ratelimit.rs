@@ -70,7 +70,10 @@ impl Policy {
                 (Duration::from_secs(secs), format!("rate limit exhausted until {reset}"))
             } else {
                 let factor = 1u32 << rate_limited.min(10);
-                (self.backoff * factor, "secondary rate limit".to_string())
+                (
+                    self.backoff.checked_mul(factor).unwrap_or(Duration::MAX),
+                    "secondary rate limit".to_string(),
+                )
             };
             if wait > self.max_wait || rate_limited >= self.retries.max(1) * 2 {
                 return Verdict::GiveUp {
@@ -234,5 +237,40 @@ mod tests {
             0,
         );
         assert!(matches!(v, Verdict::GiveUp { .. }));
+    }
+
+    proptest::proptest! {
+        /// Whatever GitHub sends, keyward never sleeps longer than allowed, and a
+        /// request is retried only a bounded number of times.
+        #[test]
+        fn waits_are_bounded(
+            status in 400u16..600,
+            retry_after in proptest::option::of(0u64..100_000),
+            remaining in proptest::option::of(0u64..3),
+            reset in 0i64..2_000_000,
+            attempt in 0u32..10,
+            limited in 0u32..10,
+        ) {
+            let mut h = HeaderMap::new();
+            if let Some(r) = retry_after {
+                h.insert("retry-after", r.to_string().parse().unwrap());
+            }
+            if let Some(r) = remaining {
+                h.insert("x-ratelimit-remaining", r.to_string().parse().unwrap());
+                h.insert("x-ratelimit-reset", reset.to_string().parse().unwrap());
+            }
+            let p = policy();
+            let status = StatusCode::from_u16(status).unwrap();
+            match p.judge(status, &h, "You have exceeded a secondary rate limit", attempt, limited, 1_000_000) {
+                Verdict::Retry { wait, .. } => {
+                    proptest::prop_assert!(wait <= p.max_wait);
+                    proptest::prop_assert!(limited < p.retries * 2 || attempt < p.retries);
+                }
+                Verdict::Final | Verdict::GiveUp { .. } => {}
+            }
+            if let Some(w) = p.exhausted_wait(&h, 1_000_000) {
+                proptest::prop_assert!(w <= p.max_wait);
+            }
+        }
     }
 }
