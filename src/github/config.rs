@@ -117,18 +117,21 @@ impl Default for GithubConfig {
     }
 }
 
+/// No setting waits longer than a day (absurd values would overflow the clock).
+const DAY: u64 = 86_400;
+
 impl GithubConfig {
     pub fn pause(&self) -> Duration {
-        Duration::from_millis(self.pause_ms)
+        Duration::from_millis(self.pause_ms.min(DAY * 1000))
     }
     pub fn timeout(&self) -> Duration {
-        Duration::from_secs(self.timeout_seconds.max(1))
+        Duration::from_secs(self.timeout_seconds.clamp(1, DAY))
     }
     pub fn backoff(&self) -> Duration {
-        Duration::from_millis(self.backoff_ms)
+        Duration::from_millis(self.backoff_ms.min(DAY * 1000))
     }
     pub fn max_wait(&self) -> Duration {
-        Duration::from_secs(self.max_wait_seconds)
+        Duration::from_secs(self.max_wait_seconds.min(DAY))
     }
 }
 
