@@ -39,8 +39,16 @@ fn unauthorized_names_the_token_and_records_nothing() {
         "{e}"
     );
     assert_eq!(s.count("PUT", ""), 0);
-    assert!(states.load().is_empty());
+    let st = states.load();
+    for name in ["ALPHA", "BRAVO", "CHARLIE"] {
+        assert!(st.entry(&repo_target(), name).is_none(), "{name} recorded as synced");
+    }
+    // The failure is remembered for `keyward status` until a sync succeeds.
+    let scope = &st.scopes[&repo_key(OWNER, REPO)];
+    assert!(scope.last_error.as_deref().unwrap().contains("401"));
     assert_eq!(keyward::output::Human::exit(&r), keyward::Exit::Failed);
+    sync(&api, &cfg, &three(), &states);
+    assert!(states.load().scopes[&repo_key(OWNER, REPO)].last_error.is_none());
 }
 
 #[test]

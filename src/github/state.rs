@@ -162,6 +162,9 @@ impl SyncState {
         });
         s.last_sync = Some(at);
         s.last_error = error;
+        if s.last_error.is_none() && s.secrets.is_empty() {
+            self.scopes.remove(&target.key());
+        }
     }
 
     pub fn forget(&mut self, target: &Target, name: &str) {
@@ -173,8 +176,9 @@ impl SyncState {
         }
     }
 
+    /// Nothing recorded: no secret synced and no failure waiting to be cleared.
     pub fn is_empty(&self) -> bool {
-        self.scopes.values().all(|s| s.secrets.is_empty())
+        self.scopes.values().all(|s| s.secrets.is_empty() && s.last_error.is_none())
     }
 }
 
