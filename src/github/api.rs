@@ -258,7 +258,8 @@ enum Method {
 }
 
 /// [`SecretsApi`] on octocrab, run on its own single-threaded runtime so the
-/// engine stays synchronous.
+/// engine stays synchronous. Must be used from synchronous code (not from inside
+/// another tokio runtime).
 pub struct OctocrabApi {
     crab: Octocrab,
     auth: AuthKind,
