@@ -546,3 +546,30 @@ fn canary_values_reach_no_log_line() {
     assert!(text.contains("FAILED"), "{text}");
     assert!(!text.contains("CANARY"), "a value reached the output:\n{text}");
 }
+
+#[test]
+fn a_new_visibility_or_repository_selection_is_sent_again() {
+    let s = server();
+    let cfg = config(&s);
+    let api = api(&cfg);
+    let states = States::new();
+    let ok = org_key(ORG);
+    sync(&api, &cfg, &[item("O", 1, b"o", vec![org(Visibility::Selected, &["app"])])], &states);
+    assert_eq!(s.stored(&ok, "O").unwrap().selected.len(), 1);
+    s.clear_log();
+    let r = sync(
+        &api,
+        &cfg,
+        &[item("O", 1, b"o", vec![org(Visibility::Selected, &["app", "infra"])])],
+        &states,
+    );
+    assert_eq!(s.count("PUT", "/orgs/pazpaz/actions/secrets/O"), 1);
+    assert_eq!(outcomes(&r)[&(ok.clone(), "O".to_string())].0, "update");
+    assert_eq!(s.stored(&ok, "O").unwrap().selected.len(), 2);
+    sync(&api, &cfg, &[item("O", 1, b"o", vec![org(Visibility::All, &[])])], &states);
+    assert_eq!(s.stored(&ok, "O").unwrap().visibility.as_deref(), Some("all"));
+    s.clear_log();
+    sync(&api, &cfg, &[item("O", 1, b"o", vec![org(Visibility::All, &[])])], &states);
+    assert_eq!(s.count("PUT", ""), 0);
+    s.assert_faithful();
+}
