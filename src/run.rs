@@ -132,7 +132,11 @@ pub fn run(ctx: &Context, dry_run: bool) -> Result<Exit, Error> {
     // Configuration errors stop the run before it writes anything (exit 2).
     crate::ca::preflight(ctx)?;
     let _lock = if dry_run { None } else { Some(ctx.lock()?) };
-    let steps = vec![crate::ca::run_due(ctx, dry_run)];
+    let steps = vec![
+        crate::ca::run_due(ctx, dry_run),
+        // GitHub sync comes after every rotation, so it sends the new values.
+        crate::github::run_due(ctx, dry_run),
+    ];
     let exit = steps.iter().fold(Exit::Ok, |e, s| e.worst(s.exit()));
     let summary = Summary { dry_run, steps, exit };
     if !dry_run {

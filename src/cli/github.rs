@@ -3,12 +3,14 @@
 use clap::Subcommand;
 
 use super::Global;
+use crate::output::Format;
 use crate::{Error, Exit};
 
 #[derive(Debug, Subcommand)]
 pub enum GithubCommand {
     /// Push changed secrets to their GitHub scopes
     Sync {
+        /// List the creates, updates and deletes; change nothing
         #[arg(long)]
         dry_run: bool,
         /// Delete secrets keyward created there and no longer has
@@ -19,10 +21,20 @@ pub enum GithubCommand {
     Status,
 }
 
-pub fn dispatch(cmd: GithubCommand, _global: &Global) -> Result<Exit, Error> {
-    let name = match cmd {
-        GithubCommand::Sync { .. } => "github sync",
-        GithubCommand::Status => "github status",
-    };
-    Err(Error::NotImplemented(name))
+pub fn dispatch(cmd: GithubCommand, global: &Global) -> Result<Exit, Error> {
+    match cmd {
+        GithubCommand::Sync { dry_run, prune } => {
+            global.require_format("github sync", &[Format::Human, Format::Json])?;
+            let ctx = global.context("github sync")?;
+            crate::github::sync_command(
+                &ctx,
+                crate::github::SyncOptions { dry_run, prune, ..Default::default() },
+            )
+        }
+        GithubCommand::Status => {
+            global.require_format("github status", &[Format::Human, Format::Json])?;
+            let ctx = global.context("github status")?;
+            crate::github::status_command(&ctx)
+        }
+    }
 }
