@@ -99,9 +99,9 @@ fn main() {
         let (req, t, _) = run(&config, &items(None));
         none.push((req, t));
     }
-    // The same with github.drift_check = "when-unchanged": a scope with writes is not listed.
+    // The same with github.drift_check = "always": a scope with writes is listed too.
     let lazy = GithubConfig {
-        drift_check: keyward::github::config::DriftCheck::WhenUnchanged,
+        drift_check: keyward::github::config::DriftCheck::Always,
         api_url: server.url(),
         owner: config.owner.clone(),
         repository: config.repository.clone(),
@@ -164,9 +164,9 @@ fn main() {
         println!("{label:<50} {req:>9} {:>9.1} ms", t.as_secs_f64() * 1e3);
     };
     println!("{:<50} {:>9} {:>12}", "", "requests", "wall time");
-    row("keyward github sync, 1 changed (list+key+PUT)", r1, t1);
+    row("keyward github sync, 1 changed (key+PUT)", r1, t1);
     row("keyward github sync, none changed (list)", r0, t0);
-    row("keyward, 1 changed, drift_check=when-unchanged", rl, tl);
+    row("keyward, 1 changed, drift_check=always", rl, tl);
     row("gh secret set -f FILE, same 100 (sends all)", rg, tg);
     println!("(sealed boxes opened by the server in total: {received})");
 }

@@ -57,11 +57,13 @@ pub struct GithubConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DriftCheck {
-    /// Every sync lists every scope: a change on GitHub is caught on the next sync.
-    #[default]
+    /// Every sync lists every scope: a change on GitHub is caught on the next sync,
+    /// at one list request more in a scope that also has something to write.
     Always,
-    /// A scope with something to write is not listed (one request fewer); its drift
-    /// is caught on the next sync that has nothing to write there.
+    /// The default: a scope with something to write is not listed (public key + PUT
+    /// only); its drift is caught on the next sync with nothing to write there, which
+    /// is nearly every run, since values change only when rotated.
+    #[default]
     WhenUnchanged,
 }
 

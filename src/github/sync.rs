@@ -407,14 +407,16 @@ fn sync_scope<A: SecretsApi>(
             e.created_by_keyward && !wants.contains_key(n.as_str()) && !bad.contains_key(n)
         })
     });
-    let local_change = wants.iter().any(|(name, w)| match state.entry(target, name) {
+    let writes_due = wants.iter().any(|(name, w)| match state.entry(target, name) {
         None => true,
         Some(e) => {
             e.mac != state.mac(target, name, w.item.value.expose())
                 || e.access != access_sig(&w.access)
         }
-    }) || (opts.prune && owned_unwanted);
-    let checked = opts.drift_check == super::config::DriftCheck::Always || !local_change;
+    });
+    // A delete is always checked against what GitHub holds first.
+    let prune_due = opts.prune && owned_unwanted;
+    let checked = opts.drift_check == super::config::DriftCheck::Always || !writes_due || prune_due;
 
     // The drift check: what GitHub holds now.
     let listed = if checked {
@@ -570,7 +572,7 @@ fn sync_scope<A: SecretsApi>(
 
     let needs_key = plan.iter().any(|p| p.change.writes() && !too_many.contains(&p.want.item.name));
     let key = if needs_key && !opts.dry_run {
-        match api.public_key(target).map_err(|e| e.to_string()).and_then(|k| {
+        match api.public_key(target).map_err(|e| explain_not_found(api, target, e)).and_then(|k| {
             ScopeKey::parse(&k.key_id, &k.key)
                 .map_err(|e| format!("{e} for {target}; run again, and report it if it persists"))
         }) {
