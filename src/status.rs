@@ -113,6 +113,7 @@ impl Human for Status {
 pub fn collect(ctx: &Context) -> Result<Status, Error> {
     let mut items = Vec::new();
     items.extend(crate::ca::status(ctx)?);
+    items.extend(crate::acme::status(ctx)?);
     let last_run: Option<LastRun> = ctx.store.read_json(LAST_RUN_FILE)?;
     let attention = items.iter().any(Item::needs_attention);
     Ok(Status { items, last_run, attention })
@@ -139,6 +140,16 @@ pub fn prometheus(status: &Status) -> String {
             i.kind,
             escape_label(&i.name),
             i.days_left.unwrap_or_default()
+        ));
+    }
+    out.push_str("# HELP keyward_failing Whether the item's last operation failed (1) or not (0).\n");
+    out.push_str("# TYPE keyward_failing gauge\n");
+    for i in &status.items {
+        out.push_str(&format!(
+            "keyward_failing{{kind=\"{}\",name=\"{}\"}} {}\n",
+            i.kind,
+            escape_label(&i.name),
+            u8::from(i.health == Health::Failing)
         ));
     }
     out.push_str(
