@@ -440,10 +440,12 @@ impl<'c> Renewer<'c> {
 
     fn try_renew(&mut self, v: &mut View<'_>) -> Result<u32, AcmeError> {
         let (ctx, acme, cert) = (self.ctx, self.acme, v.cert);
-        let ari = self.ari_known() == Some(true);
+        let ari = self.ari_known();
         let (s, account_url) = self.account()?;
         let replaces = match &v.info {
-            Some(i) if ari && v.state.account.as_deref() == Some(account_url.as_str()) => i.ari_id.clone(),
+            Some(i) if ari == Some(true) && v.state.account.as_deref() == Some(account_url.as_str()) => {
+                i.ari_id.clone()
+            }
             _ => None,
         };
         let reuse = if cert.reuse_key && v.info.is_some() { v.lineage.read_key().ok() } else { None };
@@ -505,7 +507,7 @@ impl<'c> Renewer<'c> {
             fmt_time(issued.info.not_after)
         );
         // Learn the new certificate's window now, so the next run needs no request.
-        if ari {
+        if ari != Some(false) {
             let info = issued.info.clone();
             let mut st = v.state.clone();
             match self.fetch_ari(&info, &mut st) {
