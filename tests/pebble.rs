@@ -173,3 +173,204 @@ impl TapMkdir for std::path::PathBuf {
         self
     }
 }
+
+fn cert_entry(name: &str, domains: &[&str], challenge: &str, extra: &str) -> String {
+    let domains = serde_json::to_string(domains).unwrap();
+    format!("\n[[acme.certificate]]\nname = \"{name}\"\ndomains = {domains}\nchallenge = {challenge}\n{extra}\n")
+}
+
+fn live_version(env: &Env, name: &str) -> String {
+    std::fs::read_link(live(env, name, "cert")).unwrap().display().to_string()
+}
+
+fn state_of(env: &Env, name: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(env.path(&format!("state/acme/certificates/{name}.json"))).unwrap()).unwrap()
+}
+
+#[test]
+fn standalone_listener_with_p384_and_a_group_readable_key() {
+    let env = Env::init();
+    let peers = env.path("peers");
+    std::fs::create_dir_all(&peers).unwrap();
+    let http_port = free_port();
+    let pebble = Pebble::start(&peers, PebbleOpts { http_port, ..Default::default() });
+    configure(
+        &env,
+        &pebble,
+        &cert_entry(
+            "standalone",
+            &["standalone.pazpaz.test"],
+            &format!("{{ type = \"standalone\", listen = \"127.0.0.1:{http_port}\" }}"),
+            "key_type = \"p384\"\nkey_group = \"daemon\"",
+        ),
+    );
+    env.run(&["acme", "renew"]).code(0);
+    let key_pem = std::fs::read_to_string(live(&env, "standalone", "privkey")).unwrap();
+    let key = rcgen::KeyPair::from_pem(&key_pem).unwrap();
+    assert_eq!(key.algorithm(), &rcgen::PKCS_ECDSA_P384_SHA384);
+    let meta = std::fs::metadata(live(&env, "standalone", "privkey")).unwrap();
+    let daemon = nix::unistd::Group::from_name("daemon").unwrap().unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o640);
+    assert_eq!(meta.gid(), daemon.gid.as_raw());
+    // The listener is gone once the order is done.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", http_port)).is_err());
+    let r = env.run(&["--format", "json", "acme", "list"]);
+    r.code(0);
+    let doc = r.json();
+    assert_eq!(doc["certificates"][0]["version"], 1, "{doc}");
+    assert_eq!(doc["certificates"][0]["challenge"], "http-01 standalone");
+}
+
+#[test]
+fn dns01_hook_publishes_through_challtestsrv_including_a_wildcard() {
+    let env = Env::init();
+    let peers = env.path("peers");
+    std::fs::create_dir_all(&peers).unwrap();
+    let pebble = Pebble::start(&peers, PebbleOpts::default());
+    let calls = peers.join("dns-calls");
+    // The hook gets the record and value in its environment (and the value on stdin).
+    let script = format!(
+        r#"read -r v; [ "$v" = "$KEYWARD_ACME_VALUE" ] || exit 9; echo "$KEYWARD_ACME_ACTION $KEYWARD_ACME_RECORD" >> {calls}; if [ "$KEYWARD_ACME_ACTION" = present ]; then curl -sf -d "{{\"host\":\"$KEYWARD_ACME_RECORD.\",\"value\":\"$v\"}}" {m}/set-txt; else curl -sf -d "{{\"host\":\"$KEYWARD_ACME_RECORD.\"}}" {m}/clear-txt; fi"#,
+        calls = calls.display(),
+        m = pebble.challsrv.mgmt()
+    );
+    let hook = serde_json::to_string(&["sh", "-c", &script]).unwrap();
+    configure(
+        &env,
+        &pebble,
+        &cert_entry(
+            "wild",
+            // challtestsrv keeps one TXT value per name, so the wildcard's base name is
+            // not in the same order.
+            &["*.dns.pazpaz.test", "dns2.pazpaz.test"],
+            &format!("{{ type = \"dns-hook\", hook = {{ command = {hook} }}, propagation_seconds = 1 }}"),
+            "",
+        ),
+    );
+    let r = env.run(&["run"]);
+    r.code(0);
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    for record in ["_acme-challenge.dns.pazpaz.test", "_acme-challenge.dns2.pazpaz.test"] {
+        assert!(calls.contains(&format!("present {record}\n")), "{calls}");
+        assert!(calls.contains(&format!("cleanup {record}\n")), "{calls}");
+    }
+    let info = std::fs::read_to_string(live(&env, "wild", "cert")).unwrap();
+    let (_, pem) = x509_parser::pem::parse_x509_pem(info.as_bytes()).unwrap();
+    let cert = pem.parse_x509().unwrap();
+    let sans = format!("{:?}", cert.subject_alternative_name().unwrap().unwrap().value.general_names);
+    assert!(sans.contains("*.dns.pazpaz.test"), "{sans}");
+}
+
+#[test]
+fn ari_window_decides_and_retry_after_is_remembered() {
+    let env = Env::init();
+    let peers = env.path("peers");
+    std::fs::create_dir_all(&peers).unwrap();
+    let http_port = free_port();
+    let pebble = Pebble::start(&peers, PebbleOpts { http_port, ..Default::default() });
+    configure(
+        &env,
+        &pebble,
+        &cert_entry("ari", &["ari.pazpaz.test"], &format!("{{ type = \"standalone\", listen = \"127.0.0.1:{http_port}\" }}"), ""),
+    );
+    env.run(&["run"]).code(0);
+    let st = state_of(&env, "ari");
+    let ari = &st["ari"];
+    let t = |k: &str| chrono::DateTime::parse_from_rfc3339(ari[k].as_str().unwrap()).unwrap();
+    assert!(t("window_start") <= t("renew_at") && t("renew_at") <= t("window_end"), "{st}");
+    assert!(t("next_check") > chrono::Utc::now(), "{st}");
+    let renew_at = t("renew_at");
+
+    // Before the chosen time, with Retry-After not passed: not due, no request.
+    let before = pebble.requests();
+    let early = (renew_at - chrono::Duration::minutes(10)).min(t("next_check") - chrono::Duration::seconds(5));
+    let early = early.max(chrono::Utc::now().into()).to_rfc3339();
+    let r = env.run_env(&["run"], &[("KEYWARD_NOW", &early)]);
+    r.code(0);
+    assert!(r.stdout.contains("nothing was due"), "{}", r.stdout);
+    assert_eq!(pebble.requests(), before);
+
+    // After Retry-After but before the window: keyward asks again, and only that.
+    let recheck = (t("next_check") + chrono::Duration::seconds(5)).min(renew_at - chrono::Duration::seconds(60));
+    if recheck > t("next_check") {
+        let r = env.run_env(&["run"], &[("KEYWARD_NOW", &recheck.to_rfc3339())]);
+        r.code(0);
+        assert!(pebble.requests() > before, "Retry-After passed: keyward must ask again");
+        assert_eq!(pebble.log().matches("POST /order-plz").count(), 1, "only the renewal information was fetched");
+        assert!(live_version(&env, "ari").ends_with("cert1.pem"));
+    }
+
+    // Past the chosen time inside the window: renewed, carrying `replaces`.
+    let late = (renew_at + chrono::Duration::seconds(1)).to_rfc3339();
+    let r = env.run_env(&["-v", "--format", "json", "run"], &[("KEYWARD_NOW", &late)]);
+    r.code(0);
+    let doc = r.json();
+    let reason = doc["steps"][1]["actions"][0]["reason"].as_str().unwrap_or_default().to_string();
+    assert!(reason.contains("renewal window"), "{doc}");
+    assert!(live_version(&env, "ari").ends_with("cert2.pem"));
+    let audit = std::fs::read_to_string(env.path("state/audit.jsonl")).unwrap();
+    assert!(audit.contains("(ARI replaces)"), "{audit}\n{}", r.stderr);
+}
+
+#[test]
+fn without_renewal_information_a_third_of_the_lifetime_decides() {
+    let env = Env::init();
+    let peers = env.path("peers");
+    std::fs::create_dir_all(&peers).unwrap();
+    let http_port = free_port();
+    let pebble = Pebble::start(&peers, PebbleOpts { http_port, version: Version::V24, ..Default::default() });
+    configure(
+        &env,
+        &pebble,
+        &cert_entry("life", &["life.pazpaz.test"], &format!("{{ type = \"standalone\", listen = \"127.0.0.1:{http_port}\" }}"), ""),
+    );
+    env.run(&["run"]).code(0);
+    let dirs = std::fs::read_to_string(env.path("state/acme/directories.json")).unwrap();
+    assert!(dirs.contains("\"renewal_info\": false"), "{dirs}");
+    let pem = std::fs::read_to_string(live(&env, "life", "cert")).unwrap();
+    let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+    let c = p.parse_x509().unwrap();
+    let nb = chrono::DateTime::from_timestamp(c.validity().not_before.timestamp(), 0).unwrap();
+    let na = chrono::DateTime::from_timestamp(c.validity().not_after.timestamp(), 0).unwrap();
+    let renew = na - (na - nb) / 3;
+
+    let before = pebble.requests();
+    let r = env.run_env(&["run"], &[("KEYWARD_NOW", &(renew - chrono::Duration::hours(1)).to_rfc3339())]);
+    r.code(0);
+    assert!(r.stdout.contains("nothing was due"), "{}", r.stdout);
+    assert_eq!(pebble.requests(), before, "the lifetime rule needs no request");
+    let item = {
+        let r = env.run_env(&["--format", "json", "status"], &[("KEYWARD_NOW", &(renew - chrono::Duration::hours(1)).to_rfc3339())]);
+        r.json()["items"][0].clone()
+    };
+    assert!(item["next_action"].as_str().unwrap().contains("1/3 of the lifetime"), "{item}");
+
+    let r = env.run_env(&["--format", "json", "run"], &[("KEYWARD_NOW", &(renew + chrono::Duration::hours(1)).to_rfc3339())]);
+    r.code(0);
+    assert!(r.stdout.contains("a third of the lifetime left"), "{}", r.stdout);
+    assert!(live_version(&env, "life").ends_with("cert2.pem"));
+    // No ARI on this server: the renewal carries no `replaces`.
+    let audit = std::fs::read_to_string(env.path("state/audit.jsonl")).unwrap();
+    assert!(!audit.contains("(ARI replaces)"));
+}
+
+#[test]
+fn rejected_nonces_are_retried() {
+    let env = Env::init();
+    let peers = env.path("peers");
+    std::fs::create_dir_all(&peers).unwrap();
+    let http_port = free_port();
+    let pebble = Pebble::start(&peers, PebbleOpts { http_port, nonce_reject: 60, ..Default::default() });
+    configure(
+        &env,
+        &pebble,
+        &cert_entry("nonce", &["nonce.pazpaz.test", "www.nonce.pazpaz.test"], &format!("{{ type = \"standalone\", listen = \"127.0.0.1:{http_port}\" }}"), ""),
+    );
+    env.run(&["run"]).code(0);
+    assert!(live_version(&env, "nonce").ends_with("cert1.pem"));
+    let log = pebble.log();
+    assert!(log.contains("reject 60% of good nonces"), "{log}");
+    // More POSTs than a clean run needs: the rejected ones were sent again.
+    let posts = log.matches("POST ").count();
+    assert!(posts > 12, "expected retried POSTs, saw {posts}\n{log}");
+}
