@@ -142,7 +142,9 @@ pub fn prometheus(status: &Status) -> String {
             i.days_left.unwrap_or_default()
         ));
     }
-    out.push_str("# HELP keyward_failing Whether the item's last operation failed (1) or not (0).\n");
+    out.push_str(
+        "# HELP keyward_failing Whether the item's last operation failed (1) or not (0).\n",
+    );
     out.push_str("# TYPE keyward_failing gauge\n");
     for i in &status.items {
         out.push_str(&format!(

@@ -26,13 +26,16 @@ fn write_config(env: &Env, acme: &str) {
 }
 
 fn cert(name: &str, domain: &str, challenge: &str, extra: &str) -> String {
-    format!("\n[[acme.certificate]]\nname = \"{name}\"\ndomains = [\"{domain}\"]\nchallenge = {challenge}\n{extra}\n")
+    format!(
+        "\n[[acme.certificate]]\nname = \"{name}\"\ndomains = [\"{domain}\"]\nchallenge = {challenge}\n{extra}\n"
+    )
 }
 
 fn status_item(env: &Env, name: &str) -> (i32, serde_json::Value) {
     let r = env.run(&["--format", "json", "status"]);
     let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    let item = doc["items"].as_array().unwrap().iter().find(|i| i["name"] == name).cloned().unwrap();
+    let item =
+        doc["items"].as_array().unwrap().iter().find(|i| i["name"] == name).cloned().unwrap();
     (r.code, item)
 }
 
@@ -55,7 +58,12 @@ fn a_webroot_nginx_does_not_serve_fails_loudly_and_leaves_live_untouched() {
     let ok = acme_section(
         &pebble.directory(),
         Some(&pebble.tls.ca_file),
-        &cert("site", "site.pazpaz.test", &format!("{{ type = \"webroot\", webroot = \"{}\" }}", served.display()), ""),
+        &cert(
+            "site",
+            "site.pazpaz.test",
+            &format!("{{ type = \"webroot\", webroot = \"{}\" }}", served.display()),
+            "",
+        ),
     );
     write_config(&env, &ok);
     env.run(&["run"]).code(0);
@@ -69,7 +77,12 @@ fn a_webroot_nginx_does_not_serve_fails_loudly_and_leaves_live_untouched() {
         &acme_section(
             &pebble.directory(),
             Some(&pebble.tls.ca_file),
-            &cert("site", "site.pazpaz.test", &format!("{{ type = \"webroot\", webroot = \"{}\" }}", unserved.display()), ""),
+            &cert(
+                "site",
+                "site.pazpaz.test",
+                &format!("{{ type = \"webroot\", webroot = \"{}\" }}", unserved.display()),
+                "",
+            ),
         ),
     );
     let r = env.run(&["acme", "renew", "--force", "site"]);
@@ -111,7 +124,14 @@ fn a_failing_deploy_hook_is_reported_and_retried_until_it_works() {
         "deploy_hooks = [{{ command = [\"sh\", \"-c\", \"echo run >> {}; echo nginx refused the reload >&2; exit 7\"] }}]",
         counter.display()
     );
-    write_config(&env, &acme_section(&pebble.directory(), Some(&pebble.tls.ca_file), &cert("hooked", "hooked.pazpaz.test", &challenge, &failing)));
+    write_config(
+        &env,
+        &acme_section(
+            &pebble.directory(),
+            Some(&pebble.tls.ca_file),
+            &cert("hooked", "hooked.pazpaz.test", &challenge, &failing),
+        ),
+    );
     let r = env.run(&["run"]);
     r.code(1);
     assert!(r.stdout.contains("deploy hook failed"), "{}", r.stdout);
@@ -123,7 +143,8 @@ fn a_failing_deploy_hook_is_reported_and_retried_until_it_works() {
     assert_eq!(code, 3);
     assert_eq!(item["health"], "failing");
     assert!(item["note"].as_str().unwrap().starts_with("deploy failed"), "{item}");
-    let last: serde_json::Value = serde_json::from_slice(&std::fs::read(env.path("state/last-run.json")).unwrap()).unwrap();
+    let last: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.path("state/last-run.json")).unwrap()).unwrap();
     assert_eq!(last["success"], false);
 
     // The next run retries the hook (no new certificate), still failing: still loud.
@@ -132,12 +153,26 @@ fn a_failing_deploy_hook_is_reported_and_retried_until_it_works() {
     assert!(!env.path("letsencrypt/archive/hooked/cert2.pem").exists());
 
     // Fixed hook: the run deploys, and after that hooks run only after a real renewal.
-    let fixed = format!("deploy_hooks = [{{ command = [\"sh\", \"-c\", \"echo run >> {}\"] }}]", counter.display());
-    write_config(&env, &acme_section(&pebble.directory(), Some(&pebble.tls.ca_file), &cert("hooked", "hooked.pazpaz.test", &challenge, &fixed)));
+    let fixed = format!(
+        "deploy_hooks = [{{ command = [\"sh\", \"-c\", \"echo run >> {}\"] }}]",
+        counter.display()
+    );
+    write_config(
+        &env,
+        &acme_section(
+            &pebble.directory(),
+            Some(&pebble.tls.ca_file),
+            &cert("hooked", "hooked.pazpaz.test", &challenge, &fixed),
+        ),
+    );
     env.run(&["run"]).code(0);
     assert_eq!(std::fs::read_to_string(&counter).unwrap().lines().count(), 3);
     env.run(&["run"]).code(0);
-    assert_eq!(std::fs::read_to_string(&counter).unwrap().lines().count(), 3, "no renewal, no hook");
+    assert_eq!(
+        std::fs::read_to_string(&counter).unwrap().lines().count(),
+        3,
+        "no renewal, no hook"
+    );
     assert_eq!(status_item(&env, "hooked").1["health"], "healthy");
 }
 
@@ -148,7 +183,14 @@ fn a_failing_dns_hook_names_the_hook() {
     std::fs::create_dir_all(&peers).unwrap();
     let pebble = Pebble::start(&peers, PebbleOpts::default());
     let challenge = "{ type = \"dns-hook\", hook = { command = [\"sh\", \"-c\", \"echo no API token >&2; exit 3\"] } }";
-    write_config(&env, &acme_section(&pebble.directory(), Some(&pebble.tls.ca_file), &cert("dns", "dns.pazpaz.test", challenge, "")));
+    write_config(
+        &env,
+        &acme_section(
+            &pebble.directory(),
+            Some(&pebble.tls.ca_file),
+            &cert("dns", "dns.pazpaz.test", challenge, ""),
+        ),
+    );
     let r = env.run(&["run"]);
     r.code(1);
     assert!(r.stdout.contains("dns-01 hook failed"), "{}", r.stdout);
@@ -162,7 +204,11 @@ fn an_unreachable_directory_and_a_silent_one_say_so() {
     let closed = free_port();
     write_config(
         &env,
-        &acme_section(&format!("https://127.0.0.1:{closed}/dir"), None, &cert("x", "x.pazpaz.test", "{ type = \"standalone\", listen = \"127.0.0.1:1\" }", "")),
+        &acme_section(
+            &format!("https://127.0.0.1:{closed}/dir"),
+            None,
+            &cert("x", "x.pazpaz.test", "{ type = \"standalone\", listen = \"127.0.0.1:1\" }", ""),
+        ),
     );
     let r = env.run(&["run"]);
     r.code(1);
@@ -175,7 +221,11 @@ fn an_unreachable_directory_and_a_silent_one_say_so() {
     // A server that accepts the connection and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
-    let mut acme = acme_section(&format!("https://127.0.0.1:{port}/dir"), None, &cert("x", "x.pazpaz.test", "{ type = \"standalone\", listen = \"127.0.0.1:1\" }", ""));
+    let mut acme = acme_section(
+        &format!("https://127.0.0.1:{port}/dir"),
+        None,
+        &cert("x", "x.pazpaz.test", "{ type = \"standalone\", listen = \"127.0.0.1:1\" }", ""),
+    );
     acme = acme.replace("timeout_seconds = 5", "timeout_seconds = 1");
     write_config(&env, &acme);
     let r = env.run(&["acme", "renew"]);
@@ -191,14 +241,26 @@ fn eab_registration_keeps_the_hmac_key_and_account_key_out_of_everything() {
     std::fs::create_dir_all(&peers).unwrap();
     // A base64url HMAC key that doubles as a canary.
     let hmac = "Y2FuYXJ5LWVhYi1obWFjLWtleS03ZjNhLWRvLW5vdC1sZWFr";
-    let pebble = Pebble::start(&peers, PebbleOpts { eab: Some(("kid-7".into(), hmac.into())), ..Default::default() });
+    let pebble = Pebble::start(
+        &peers,
+        PebbleOpts { eab: Some(("kid-7".into(), hmac.into())), ..Default::default() },
+    );
     write_config(&env, &acme_section(&pebble.directory(), Some(&pebble.tls.ca_file), ""));
     let key_file = env.path("eab.key");
     std::fs::write(&key_file, hmac).unwrap();
     // A key file others can read is refused.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let r = env.run(&["acme", "register", "--email", "ops@pazpaz.test", "--eab-kid", "kid-7", "--eab-hmac-file", key_file.to_str().unwrap()]);
+    let r = env.run(&[
+        "acme",
+        "register",
+        "--email",
+        "ops@pazpaz.test",
+        "--eab-kid",
+        "kid-7",
+        "--eab-hmac-file",
+        key_file.to_str().unwrap(),
+    ]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("chmod 0600"), "{}", r.stderr);
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -208,7 +270,18 @@ fn eab_registration_keeps_the_hmac_key_and_account_key_out_of_everything() {
     r.code(1);
     assert!(r.stderr.contains("refused to register an account"), "{}", r.stderr);
 
-    let r = env.run(&["--format", "json", "acme", "register", "--email", "ops@pazpaz.test", "--eab-kid", "kid-7", "--eab-hmac-file", key_file.to_str().unwrap()]);
+    let r = env.run(&[
+        "--format",
+        "json",
+        "acme",
+        "register",
+        "--email",
+        "ops@pazpaz.test",
+        "--eab-kid",
+        "kid-7",
+        "--eab-hmac-file",
+        key_file.to_str().unwrap(),
+    ]);
     r.code(0);
     let doc = r.json();
     assert_eq!(doc["created"], true);
@@ -239,14 +312,50 @@ fn certbot_lineage_is_imported_in_place_and_renewed_by_keyward() {
     // A real certbot lineage, made by certbot against the same Pebble.
     let le = env.path("etc-letsencrypt");
     let out = std::process::Command::new(certbot)
-        .args(["certonly", "--standalone", "--non-interactive", "--agree-tos", "--register-unsafely-without-email"])
-        .args(["--server", &pebble.directory(), "--http-01-port", &http_port.to_string(), "--http-01-address", "127.0.0.1"])
-        .args(["--config-dir", le.to_str().unwrap(), "--work-dir", peers.join("cb-work").to_str().unwrap(), "--logs-dir", peers.join("cb-logs").to_str().unwrap()])
-        .args(["--key-type", "ecdsa", "--elliptic-curve", "secp256r1", "--cert-name", "pazpaz.health", "-d", "pazpaz.health", "-d", "www.pazpaz.health"])
+        .args([
+            "certonly",
+            "--standalone",
+            "--non-interactive",
+            "--agree-tos",
+            "--register-unsafely-without-email",
+        ])
+        .args([
+            "--server",
+            &pebble.directory(),
+            "--http-01-port",
+            &http_port.to_string(),
+            "--http-01-address",
+            "127.0.0.1",
+        ])
+        .args([
+            "--config-dir",
+            le.to_str().unwrap(),
+            "--work-dir",
+            peers.join("cb-work").to_str().unwrap(),
+            "--logs-dir",
+            peers.join("cb-logs").to_str().unwrap(),
+        ])
+        .args([
+            "--key-type",
+            "ecdsa",
+            "--elliptic-curve",
+            "secp256r1",
+            "--cert-name",
+            "pazpaz.health",
+            "-d",
+            "pazpaz.health",
+            "-d",
+            "www.pazpaz.health",
+        ])
         .env("REQUESTS_CA_BUNDLE", &pebble.tls.ca_file)
         .output()
         .unwrap();
-    assert!(out.status.success(), "certbot failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "certbot failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let certbot_pem = std::fs::read(le.join("live/pazpaz.health/cert.pem")).unwrap();
 
     // Not configured yet: exit 2 with the entry to add, derived from certbot's config.
@@ -262,7 +371,15 @@ fn certbot_lineage_is_imported_in_place_and_renewed_by_keyward() {
         le.display()
     );
     write_config(&env, &format!("{base_acme}{entry}"));
-    let r = env.run(&["--format", "json", "acme", "import", "pazpaz.health", "--certbot-dir", le.to_str().unwrap()]);
+    let r = env.run(&[
+        "--format",
+        "json",
+        "acme",
+        "import",
+        "pazpaz.health",
+        "--certbot-dir",
+        le.to_str().unwrap(),
+    ]);
     r.code(0);
     let doc = r.json();
     assert_eq!(doc["version"], 1, "{doc}");
@@ -284,9 +401,14 @@ fn certbot_lineage_is_imported_in_place_and_renewed_by_keyward() {
     assert!(le.join("archive/pazpaz.health/cert1.pem").exists(), "earlier versions are kept");
 
     // Monitoring an extra certificate file by path.
-    let extra = format!("monitor = [\"{}\"]\n", le.join("archive/pazpaz.health/cert1.pem").display());
-    write_config(&env, &format!("{}{entry}", acme_section(&pebble.directory(), Some(&pebble.tls.ca_file), &extra)));
-    let (_, item) = status_item(&env, &le.join("archive/pazpaz.health/cert1.pem").display().to_string());
+    let extra =
+        format!("monitor = [\"{}\"]\n", le.join("archive/pazpaz.health/cert1.pem").display());
+    write_config(
+        &env,
+        &format!("{}{entry}", acme_section(&pebble.directory(), Some(&pebble.tls.ca_file), &extra)),
+    );
+    let (_, item) =
+        status_item(&env, &le.join("archive/pazpaz.health/cert1.pem").display().to_string());
     assert_eq!(item["kind"], "certificate");
     assert!(item["days_left"].as_i64().unwrap() > 80, "{item}");
 }

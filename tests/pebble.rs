@@ -35,7 +35,8 @@ fn der_of(pem_text: &str) -> Vec<u8> {
 
 fn acme_item(env: &Env, name: &str) -> serde_json::Value {
     let r = env.run(&["--format", "json", "status"]);
-    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout));
+    let doc: serde_json::Value =
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout));
     doc["items"]
         .as_array()
         .unwrap()
@@ -86,7 +87,8 @@ fn webroot_through_nginx_deploys_and_nginx_serves_a_chain_that_validates() {
     let r = env.run(&["--format", "json", "run"]);
     r.code(0);
     let doc = r.json();
-    let acme = doc["steps"].as_array().unwrap().iter().find(|s| s["name"] == "acme").unwrap().clone();
+    let acme =
+        doc["steps"].as_array().unwrap().iter().find(|s| s["name"] == "acme").unwrap().clone();
     assert_eq!(acme["actions"][0]["action"], "issue", "{doc}");
     assert_eq!(acme["actions"][0]["result"]["status"], "done", "{doc}");
 
@@ -95,7 +97,8 @@ fn webroot_through_nginx_deploys_and_nginx_serves_a_chain_that_validates() {
         let link = std::fs::read_link(live(&env, "pazpaz.test", f)).unwrap();
         assert_eq!(link, Path::new(&format!("../../archive/pazpaz.test/{f}1.pem")));
     }
-    let key_mode = std::fs::metadata(env.path("letsencrypt/archive/pazpaz.test/privkey1.pem")).unwrap().mode();
+    let key_mode =
+        std::fs::metadata(env.path("letsencrypt/archive/pazpaz.test/privkey1.pem")).unwrap().mode();
     assert_eq!(key_mode & 0o777, 0o600);
     // The challenge file is gone again.
     assert_eq!(std::fs::read_dir(webroot.join(".well-known/acme-challenge")).unwrap().count(), 0);
@@ -132,8 +135,17 @@ fn webroot_through_nginx_deploys_and_nginx_serves_a_chain_that_validates() {
     let r = env.run(&["run"]);
     r.code(0);
     assert!(r.stdout.contains("nothing was due"), "{}", r.stdout);
-    assert_eq!(pebble.requests(), before, "a run with nothing due must not talk to the server\n{}\n{}", r.stderr, pebble.log());
-    assert_eq!(std::fs::read_link(live(&env, "pazpaz.test", "cert")).unwrap(), Path::new("../../archive/pazpaz.test/cert1.pem"));
+    assert_eq!(
+        pebble.requests(),
+        before,
+        "a run with nothing due must not talk to the server\n{}\n{}",
+        r.stderr,
+        pebble.log()
+    );
+    assert_eq!(
+        std::fs::read_link(live(&env, "pazpaz.test", "cert")).unwrap(),
+        Path::new("../../archive/pazpaz.test/cert1.pem")
+    );
 
     // The account key is encrypted at rest; reused by the next renewal.
     let accounts = env.path("state/acme/accounts");
@@ -145,7 +157,10 @@ fn webroot_through_nginx_deploys_and_nginx_serves_a_chain_that_validates() {
     env.run(&["acme", "renew", "--force", "pazpaz.test"]).code(0);
     assert_eq!(std::fs::read_to_string(account.join("account.json")).unwrap(), account_url);
     assert_eq!(std::fs::read_dir(&accounts).unwrap().count(), 1);
-    assert_eq!(std::fs::read_link(live(&env, "pazpaz.test", "cert")).unwrap(), Path::new("../../archive/pazpaz.test/cert2.pem"));
+    assert_eq!(
+        std::fs::read_link(live(&env, "pazpaz.test", "cert")).unwrap(),
+        Path::new("../../archive/pazpaz.test/cert2.pem")
+    );
     // The renewal's order carried `replaces` (Pebble reflects it in the order).
     let audit = std::fs::read_to_string(env.path("state/audit.jsonl")).unwrap();
     assert!(audit.contains("(ARI replaces)"), "{audit}");
@@ -158,7 +173,10 @@ fn pebble_version_check() {
     let p26 = Pebble::start(&dir.path().join("a").tap_mkdir(), PebbleOpts::default());
     let (_, body) = pebble::https_get(p26.port, "127.0.0.1", "/dir", &p26.tls.ca_pem);
     assert!(body.contains("renewalInfo"), "{body}");
-    let p24 = Pebble::start(&dir.path().join("b").tap_mkdir(), PebbleOpts { version: Version::V24, ..Default::default() });
+    let p24 = Pebble::start(
+        &dir.path().join("b").tap_mkdir(),
+        PebbleOpts { version: Version::V24, ..Default::default() },
+    );
     let (_, body) = pebble::https_get(p24.port, "127.0.0.1", "/dir", &p24.tls.ca_pem);
     assert!(body.contains("newOrder") && !body.contains("renewalInfo"), "{body}");
 }
@@ -176,7 +194,9 @@ impl TapMkdir for std::path::PathBuf {
 
 fn cert_entry(name: &str, domains: &[&str], challenge: &str, extra: &str) -> String {
     let domains = serde_json::to_string(domains).unwrap();
-    format!("\n[[acme.certificate]]\nname = \"{name}\"\ndomains = {domains}\nchallenge = {challenge}\n{extra}\n")
+    format!(
+        "\n[[acme.certificate]]\nname = \"{name}\"\ndomains = {domains}\nchallenge = {challenge}\n{extra}\n"
+    )
 }
 
 fn live_version(env: &Env, name: &str) -> String {
@@ -184,7 +204,10 @@ fn live_version(env: &Env, name: &str) -> String {
 }
 
 fn state_of(env: &Env, name: &str) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(env.path(&format!("state/acme/certificates/{name}.json"))).unwrap()).unwrap()
+    serde_json::from_slice(
+        &std::fs::read(env.path(&format!("state/acme/certificates/{name}.json"))).unwrap(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -243,7 +266,9 @@ fn dns01_hook_publishes_through_challtestsrv_including_a_wildcard() {
             // challtestsrv keeps one TXT value per name, so the wildcard's base name is
             // not in the same order.
             &["*.dns.pazpaz.test", "dns2.pazpaz.test"],
-            &format!("{{ type = \"dns-hook\", hook = {{ command = {hook} }}, propagation_seconds = 1 }}"),
+            &format!(
+                "{{ type = \"dns-hook\", hook = {{ command = {hook} }}, propagation_seconds = 1 }}"
+            ),
             "",
         ),
     );
@@ -257,7 +282,8 @@ fn dns01_hook_publishes_through_challtestsrv_including_a_wildcard() {
     let info = std::fs::read_to_string(live(&env, "wild", "cert")).unwrap();
     let (_, pem) = x509_parser::pem::parse_x509_pem(info.as_bytes()).unwrap();
     let cert = pem.parse_x509().unwrap();
-    let sans = format!("{:?}", cert.subject_alternative_name().unwrap().unwrap().value.general_names);
+    let sans =
+        format!("{:?}", cert.subject_alternative_name().unwrap().unwrap().value.general_names);
     assert!(sans.contains("*.dns.pazpaz.test"), "{sans}");
 }
 
@@ -271,7 +297,12 @@ fn ari_window_decides_and_retry_after_is_remembered() {
     configure(
         &env,
         &pebble,
-        &cert_entry("ari", &["ari.pazpaz.test"], &format!("{{ type = \"standalone\", listen = \"127.0.0.1:{http_port}\" }}"), ""),
+        &cert_entry(
+            "ari",
+            &["ari.pazpaz.test"],
+            &format!("{{ type = \"standalone\", listen = \"127.0.0.1:{http_port}\" }}"),
+            "",
+        ),
     );
     env.run(&["run"]).code(0);
     let st = state_of(&env, "ari");
@@ -283,7 +314,8 @@ fn ari_window_decides_and_retry_after_is_remembered() {
 
     // Before the chosen time, with Retry-After not passed: not due, no request.
     let before = pebble.requests();
-    let early = (renew_at - chrono::Duration::minutes(10)).min(t("next_check") - chrono::Duration::seconds(5));
+    let early = (renew_at - chrono::Duration::minutes(10))
+        .min(t("next_check") - chrono::Duration::seconds(5));
     let early = early.max(chrono::Utc::now().into()).to_rfc3339();
     let r = env.run_env(&["run"], &[("KEYWARD_NOW", &early)]);
     r.code(0);
@@ -291,12 +323,17 @@ fn ari_window_decides_and_retry_after_is_remembered() {
     assert_eq!(pebble.requests(), before);
 
     // After Retry-After but before the window: keyward asks again, and only that.
-    let recheck = (t("next_check") + chrono::Duration::seconds(5)).min(renew_at - chrono::Duration::seconds(60));
+    let recheck = (t("next_check") + chrono::Duration::seconds(5))
+        .min(renew_at - chrono::Duration::seconds(60));
     if recheck > t("next_check") {
         let r = env.run_env(&["run"], &[("KEYWARD_NOW", &recheck.to_rfc3339())]);
         r.code(0);
         assert!(pebble.requests() > before, "Retry-After passed: keyward must ask again");
-        assert_eq!(pebble.log().matches("POST /order-plz").count(), 1, "only the renewal information was fetched");
+        assert_eq!(
+            pebble.log().matches("POST /order-plz").count(),
+            1,
+            "only the renewal information was fetched"
+        );
         assert!(live_version(&env, "ari").ends_with("cert1.pem"));
     }
 
@@ -318,11 +355,19 @@ fn without_renewal_information_a_third_of_the_lifetime_decides() {
     let peers = env.path("peers");
     std::fs::create_dir_all(&peers).unwrap();
     let http_port = free_port();
-    let pebble = Pebble::start(&peers, PebbleOpts { http_port, version: Version::V24, ..Default::default() });
+    let pebble = Pebble::start(
+        &peers,
+        PebbleOpts { http_port, version: Version::V24, ..Default::default() },
+    );
     configure(
         &env,
         &pebble,
-        &cert_entry("life", &["life.pazpaz.test"], &format!("{{ type = \"standalone\", listen = \"127.0.0.1:{http_port}\" }}"), ""),
+        &cert_entry(
+            "life",
+            &["life.pazpaz.test"],
+            &format!("{{ type = \"standalone\", listen = \"127.0.0.1:{http_port}\" }}"),
+            "",
+        ),
     );
     env.run(&["run"]).code(0);
     let dirs = std::fs::read_to_string(env.path("state/acme/directories.json")).unwrap();
@@ -335,17 +380,24 @@ fn without_renewal_information_a_third_of_the_lifetime_decides() {
     let renew = na - (na - nb) / 3;
 
     let before = pebble.requests();
-    let r = env.run_env(&["run"], &[("KEYWARD_NOW", &(renew - chrono::Duration::hours(1)).to_rfc3339())]);
+    let r = env
+        .run_env(&["run"], &[("KEYWARD_NOW", &(renew - chrono::Duration::hours(1)).to_rfc3339())]);
     r.code(0);
     assert!(r.stdout.contains("nothing was due"), "{}", r.stdout);
     assert_eq!(pebble.requests(), before, "the lifetime rule needs no request");
     let item = {
-        let r = env.run_env(&["--format", "json", "status"], &[("KEYWARD_NOW", &(renew - chrono::Duration::hours(1)).to_rfc3339())]);
+        let r = env.run_env(
+            &["--format", "json", "status"],
+            &[("KEYWARD_NOW", &(renew - chrono::Duration::hours(1)).to_rfc3339())],
+        );
         r.json()["items"][0].clone()
     };
     assert!(item["next_action"].as_str().unwrap().contains("1/3 of the lifetime"), "{item}");
 
-    let r = env.run_env(&["--format", "json", "run"], &[("KEYWARD_NOW", &(renew + chrono::Duration::hours(1)).to_rfc3339())]);
+    let r = env.run_env(
+        &["--format", "json", "run"],
+        &[("KEYWARD_NOW", &(renew + chrono::Duration::hours(1)).to_rfc3339())],
+    );
     r.code(0);
     assert!(r.stdout.contains("a third of the lifetime left"), "{}", r.stdout);
     assert!(live_version(&env, "life").ends_with("cert2.pem"));
@@ -360,11 +412,17 @@ fn rejected_nonces_are_retried() {
     let peers = env.path("peers");
     std::fs::create_dir_all(&peers).unwrap();
     let http_port = free_port();
-    let pebble = Pebble::start(&peers, PebbleOpts { http_port, nonce_reject: 60, ..Default::default() });
+    let pebble =
+        Pebble::start(&peers, PebbleOpts { http_port, nonce_reject: 60, ..Default::default() });
     configure(
         &env,
         &pebble,
-        &cert_entry("nonce", &["nonce.pazpaz.test", "www.nonce.pazpaz.test"], &format!("{{ type = \"standalone\", listen = \"127.0.0.1:{http_port}\" }}"), ""),
+        &cert_entry(
+            "nonce",
+            &["nonce.pazpaz.test", "www.nonce.pazpaz.test"],
+            &format!("{{ type = \"standalone\", listen = \"127.0.0.1:{http_port}\" }}"),
+            "",
+        ),
     );
     env.run(&["run"]).code(0);
     assert!(live_version(&env, "nonce").ends_with("cert1.pem"));

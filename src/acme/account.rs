@@ -37,14 +37,13 @@ pub fn machine_identity(ctx: &Context) -> Result<age::x25519::Identity, AcmeErro
             path: path.clone(),
             detail: "not UTF-8".into(),
         })?;
-        let line = text
-            .lines()
-            .map(str::trim)
-            .find(|l| l.starts_with("AGE-SECRET-KEY-"))
-            .ok_or_else(|| AcmeError::MachineKey {
-                path: path.clone(),
-                detail: "no AGE-SECRET-KEY- line".into(),
-            })?;
+        let line =
+            text.lines().map(str::trim).find(|l| l.starts_with("AGE-SECRET-KEY-")).ok_or_else(
+                || AcmeError::MachineKey {
+                    path: path.clone(),
+                    detail: "no AGE-SECRET-KEY- line".into(),
+                },
+            )?;
         return line.parse().map_err(|e: &str| AcmeError::MachineKey {
             path: path.clone(),
             detail: e.to_string(),
@@ -150,11 +149,15 @@ pub async fn load_or_create(
     let contact = normalize_contact(contact);
     let refs: Vec<&str> = contact.iter().map(String::as_str).collect();
     let eak = eab.map(read_eab).transpose()?;
-    let new = NewAccount { contact: &refs, terms_of_service_agreed: true, only_return_existing: false };
-    let (account, creds) = super::fault::retry_nonce!(
-        Account::builder_with_http(dir.http_client()).create(&new, dir.url().to_string(), eak.as_ref())
-    )
-    .map_err(|e| super::fault::from_acme(dir, "register an account", e))?;
+    let new =
+        NewAccount { contact: &refs, terms_of_service_agreed: true, only_return_existing: false };
+    let (account, creds) =
+        super::fault::retry_nonce!(Account::builder_with_http(dir.http_client()).create(
+            &new,
+            dir.url().to_string(),
+            eak.as_ref()
+        ))
+        .map_err(|e| super::fault::from_acme(dir, "register an account", e))?;
     let meta = AccountMeta {
         directory: dir.url().to_string(),
         url: account.id().to_string(),
@@ -174,9 +177,8 @@ fn save(
 ) -> Result<(), AcmeError> {
     ensure_private_dir(folder)?;
     let identity = machine_identity(ctx)?;
-    let plain = Zeroizing::new(
-        serde_json::to_vec(creds).map_err(|e| AcmeError::Internal(e.to_string()))?,
-    );
+    let plain =
+        Zeroizing::new(serde_json::to_vec(creds).map_err(|e| AcmeError::Internal(e.to_string()))?);
     let sealed = age::encrypt(&identity.to_public(), &plain)
         .map_err(|e| AcmeError::Internal(format!("cannot encrypt the account key: {e}")))?;
     atomic_write(&folder.join("credentials.age"), &sealed, FileMode::PRIVATE)?;

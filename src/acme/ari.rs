@@ -80,7 +80,10 @@ pub struct DirectoryInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Due(String),
-    NotDue { next: DateTime<Utc>, reason: String },
+    NotDue {
+        next: DateTime<Utc>,
+        reason: String,
+    },
     /// The renewal information must be fetched (first time, or Retry-After passed).
     AskAri,
     Backoff(DateTime<Utc>),
@@ -190,7 +193,8 @@ pub fn record_window(
         let offset = if span == 0 { 0 } else { random_u64() % (span + 1) };
         fmt_time(start + Duration::seconds(offset as i64))
     });
-    let wait = Duration::from_std(retry_after).unwrap_or(MAX_RECHECK).clamp(MIN_RECHECK, MAX_RECHECK);
+    let wait =
+        Duration::from_std(retry_after).unwrap_or(MAX_RECHECK).clamp(MIN_RECHECK, MAX_RECHECK);
     state.serial = Some(serial.to_string());
     state.ari = Some(AriState {
         serial: serial.to_string(),
@@ -254,10 +258,19 @@ mod tests {
         assert!(matches!(before, Decision::NotDue { .. }), "{before:?}");
         let after = decide(t("2026-03-02T00:00:00Z"), Some(&i), &d, &s, Some(false), false);
         assert!(matches!(after, Decision::Due(_)), "{after:?}");
-        assert!(matches!(decide(t("2026-01-02T00:00:00Z"), Some(&i), &d, &s, Some(false), true), Decision::Due(_)));
-        assert!(matches!(decide(t("2026-01-02T00:00:00Z"), None, &d, &s, Some(false), false), Decision::Due(_)));
+        assert!(matches!(
+            decide(t("2026-01-02T00:00:00Z"), Some(&i), &d, &s, Some(false), true),
+            Decision::Due(_)
+        ));
+        assert!(matches!(
+            decide(t("2026-01-02T00:00:00Z"), None, &d, &s, Some(false), false),
+            Decision::Due(_)
+        ));
         let other = vec!["b.example".to_string()];
-        assert!(matches!(decide(t("2026-01-02T00:00:00Z"), Some(&i), &other, &s, Some(false), false), Decision::Due(_)));
+        assert!(matches!(
+            decide(t("2026-01-02T00:00:00Z"), Some(&i), &other, &s, Some(false), false),
+            Decision::Due(_)
+        ));
     }
 
     #[test]
@@ -279,18 +292,38 @@ mod tests {
         let chosen = at(&s.ari.as_ref().unwrap().renew_at).unwrap();
         assert!(chosen >= t("2026-02-28T00:00:00Z") && chosen <= t("2026-03-01T00:00:00Z"));
         // Within Retry-After: no request, not due.
-        assert!(matches!(decide(now + Duration::hours(1), Some(&i), &d, &s, Some(true), false), Decision::NotDue { .. }));
+        assert!(matches!(
+            decide(now + Duration::hours(1), Some(&i), &d, &s, Some(true), false),
+            Decision::NotDue { .. }
+        ));
         // After Retry-After: ask again.
-        assert_eq!(decide(now + Duration::hours(7), Some(&i), &d, &s, Some(true), false), Decision::AskAri);
+        assert_eq!(
+            decide(now + Duration::hours(7), Some(&i), &d, &s, Some(true), false),
+            Decision::AskAri
+        );
         // Same window again: the chosen time is kept.
         let before = s.ari.clone().unwrap().renew_at;
-        record_window(&mut s, "01", t("2026-02-28T00:00:00Z"), t("2026-03-01T00:00:00Z"), std::time::Duration::from_secs(60), None, now);
+        record_window(
+            &mut s,
+            "01",
+            t("2026-02-28T00:00:00Z"),
+            t("2026-03-01T00:00:00Z"),
+            std::time::Duration::from_secs(60),
+            None,
+            now,
+        );
         assert_eq!(s.ari.as_ref().unwrap().renew_at, before);
         // Past the chosen time: due without asking.
-        assert!(matches!(decide(t("2026-03-01T00:00:01Z"), Some(&i), &d, &s, Some(true), false), Decision::Due(_)));
+        assert!(matches!(
+            decide(t("2026-03-01T00:00:01Z"), Some(&i), &d, &s, Some(true), false),
+            Decision::Due(_)
+        ));
         // A rate limit holds everything but --force.
         s.backoff_until = Some("2026-03-02T00:00:00Z".into());
-        assert!(matches!(decide(t("2026-03-01T12:00:00Z"), Some(&i), &d, &s, Some(true), false), Decision::Backoff(_)));
+        assert!(matches!(
+            decide(t("2026-03-01T12:00:00Z"), Some(&i), &d, &s, Some(true), false),
+            Decision::Backoff(_)
+        ));
     }
 
     #[test]

@@ -61,7 +61,9 @@ impl<'a> Provisioner<'a> {
         key_authorization: &str,
         dns_value: &str,
     ) -> Result<(), AcmeError> {
-        if token.is_empty() || !token.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if token.is_empty()
+            || !token.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(AcmeError::Protocol {
                 url: String::new(),
                 op: "read the challenge".into(),
@@ -87,7 +89,8 @@ impl<'a> Provisioner<'a> {
                             path: d.clone(),
                             detail: e.to_string(),
                         })?;
-                        let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755));
+                        let _ =
+                            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755));
                     }
                 }
                 let path = dir.join(token);
@@ -146,7 +149,10 @@ impl<'a> Provisioner<'a> {
         if let ChallengeConfig::DnsHook { hook, .. } = self.config {
             for (domain, record, value) in std::mem::take(&mut self.records) {
                 if let Err(e) = run_dns_hook(self.name, hook, "cleanup", &domain, &record, &value) {
-                    crate::warn!("acme {}: removing the TXT record {record} failed: {e}", self.name);
+                    crate::warn!(
+                        "acme {}: removing the TXT record {record} failed: {e}",
+                        self.name
+                    );
                 }
             }
         }
@@ -196,7 +202,11 @@ fn run_dns_hook(
         ("CERTBOT_VALIDATION".to_string(), value.to_string()),
     ];
     hooks::run(&format!("{name} dns-01 {action}"), hook, Input { stdin: Some(&stdin), env })
-        .map_err(|e| AcmeError::Hook { name: name.to_string(), stage: "dns-01", source: e })
+        .map_err(|e| AcmeError::Hook {
+            name: name.to_string(),
+            stage: "dns-01",
+            source: Box::new(e),
+        })
 }
 
 impl Standalone {
@@ -206,11 +216,12 @@ impl Standalone {
             addr: listen.to_string(),
             detail: "not an address:port".into(),
         })?;
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| AcmeError::Listen {
-            name: name.to_string(),
-            addr: listen.to_string(),
-            detail: e.to_string(),
-        })?;
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.map_err(|e| AcmeError::Listen {
+                name: name.to_string(),
+                addr: listen.to_string(),
+                detail: e.to_string(),
+            })?;
         let tokens: Arc<Mutex<HashMap<String, String>>> = Arc::default();
         let shared = tokens.clone();
         let task = tokio::spawn(async move {
@@ -249,9 +260,9 @@ async fn serve_one(
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let prefix = format!("/{WELL_KNOWN}/");
     let body = if method == "GET" || method == "HEAD" {
-        target.strip_prefix(&prefix).and_then(|t| {
-            tokens.lock().unwrap_or_else(|p| p.into_inner()).get(t).cloned()
-        })
+        target
+            .strip_prefix(&prefix)
+            .and_then(|t| tokens.lock().unwrap_or_else(|p| p.into_inner()).get(t).cloned())
     } else {
         None
     };

@@ -185,7 +185,10 @@ impl AcmeConfig {
                 return Err(ConfigError::invalid(
                     path,
                     key("name"),
-                    format!("{:?} must be letters, digits, '-', '_' or '.' (it names a folder)", c.name),
+                    format!(
+                        "{:?} must be letters, digits, '-', '_' or '.' (it names a folder)",
+                        c.name
+                    ),
                 ));
             }
             if !seen.insert(c.name.as_str()) {
@@ -196,7 +199,11 @@ impl AcmeConfig {
                 ));
             }
             if c.domains.is_empty() {
-                return Err(ConfigError::invalid(path, key("domains"), "needs at least one domain"));
+                return Err(ConfigError::invalid(
+                    path,
+                    key("domains"),
+                    "needs at least one domain",
+                ));
             }
             for d in &c.domains {
                 let bare = d.strip_prefix("*.").unwrap_or(d);
@@ -214,7 +221,9 @@ impl AcmeConfig {
                     return Err(ConfigError::invalid(
                         path,
                         key("domains"),
-                        format!("{d:?} is a wildcard, which only dns-01 can validate: use challenge.type = \"dns-hook\""),
+                        format!(
+                            "{d:?} is a wildcard, which only dns-01 can validate: use challenge.type = \"dns-hook\""
+                        ),
                     ));
                 }
             }
@@ -222,14 +231,14 @@ impl AcmeConfig {
                 return Err(ConfigError::invalid(path, key("archive_keep"), "must be at least 1"));
             }
             match &c.challenge {
-                ChallengeConfig::Standalone { listen } => {
-                    if listen.parse::<std::net::SocketAddr>().is_err() {
-                        return Err(ConfigError::invalid(
-                            path,
-                            key("challenge.listen"),
-                            format!("{listen:?} is not an address:port such as 0.0.0.0:80"),
-                        ));
-                    }
+                ChallengeConfig::Standalone { listen }
+                    if listen.parse::<std::net::SocketAddr>().is_err() =>
+                {
+                    return Err(ConfigError::invalid(
+                        path,
+                        key("challenge.listen"),
+                        format!("{listen:?} is not an address:port such as 0.0.0.0:80"),
+                    ));
                 }
                 ChallengeConfig::DnsHook { hook, .. } if hook.command.is_empty() => {
                     return Err(ConfigError::invalid(

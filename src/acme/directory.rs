@@ -68,8 +68,9 @@ impl HttpsDirectory {
         }
         if roots.is_empty() {
             return Err(AcmeError::Tls {
-                detail: "no trusted root certificates: install ca-certificates, or set acme.ca_file"
-                    .into(),
+                detail:
+                    "no trusted root certificates: install ca-certificates, or set acme.ca_file"
+                        .into(),
             });
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -163,9 +164,7 @@ impl HttpClient for Client {
                     ))));
                 }
                 Ok(Err(e)) => {
-                    return Err(instant_acme::Error::Other(Box::new(Unreachable(
-                        error_chain(&e),
-                    ))));
+                    return Err(instant_acme::Error::Other(Box::new(Unreachable(error_chain(&e)))));
                 }
                 Ok(Ok(rsp)) => rsp,
             };
@@ -190,7 +189,9 @@ pub fn parse_retry_after(v: &str) -> Option<SystemTime> {
     if let Ok(secs) = v.parse::<u64>() {
         return Some(SystemTime::now() + Duration::from_secs(secs));
     }
-    chrono::DateTime::parse_from_rfc2822(v).ok().map(|t| SystemTime::from(t.with_timezone(&chrono::Utc)))
+    chrono::DateTime::parse_from_rfc2822(v)
+        .ok()
+        .map(|t| SystemTime::from(t.with_timezone(&chrono::Utc)))
 }
 
 /// The error and its sources on one line ("client error (Connect): tcp connect error: …").

@@ -94,7 +94,8 @@ pub fn from_acme(dir: &dyn AcmeDirectory, op: &str, e: instant_acme::Error) -> A
             let detail = problem_detail(&p);
             match kind.as_str() {
                 "rateLimited" => {
-                    let until = rate_limit_until(&detail, dir.last_retry_after(), crate::util::now());
+                    let until =
+                        rate_limit_until(&detail, dir.last_retry_after(), crate::util::now());
                     AcmeError::RateLimited { url, op, detail, until: crate::util::fmt_time(until) }
                 }
                 "badNonce" => AcmeError::BadNonce { url, op },
@@ -117,7 +118,9 @@ pub fn from_acme(dir: &dyn AcmeDirectory, op: &str, e: instant_acme::Error) -> A
         instant_acme::Error::Json(e) => AcmeError::Protocol {
             url,
             op,
-            detail: format!("the answer is not ACME JSON ({e}); is acme.directory an ACME directory URL?"),
+            detail: format!(
+                "the answer is not ACME JSON ({e}); is acme.directory an ACME directory URL?"
+            ),
         },
         instant_acme::Error::Unsupported(what) => AcmeError::Unsupported { url, what },
         other => AcmeError::Protocol { url, op, detail: other.to_string() },

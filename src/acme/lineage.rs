@@ -88,17 +88,24 @@ impl Lineage {
     pub fn read_key(&self) -> Result<SecretString, AcmeError> {
         let path = self.live_file("privkey");
         let bytes = fs::read(&path).map_err(io("read", &path))?;
-        String::from_utf8(bytes)
-            .map(SecretString::new)
-            .map_err(|_| AcmeError::Certificate { name: self.name.clone(), detail: format!("{} is not PEM", path.display()) })
+        String::from_utf8(bytes).map(SecretString::new).map_err(|_| AcmeError::Certificate {
+            name: self.name.clone(),
+            detail: format!("{} is not PEM", path.display()),
+        })
     }
 
     /// Writes version `max+1` into the archive, then moves the live links to it, then
     /// drops versions beyond `keep`. Returns the new version number.
-    pub fn install(&self, v: &Version<'_>, key_mode: FileMode, keep: usize) -> Result<u32, AcmeError> {
+    pub fn install(
+        &self,
+        v: &Version<'_>,
+        key_mode: FileMode,
+        keep: usize,
+    ) -> Result<u32, AcmeError> {
         let archive = self.archive();
         let live = self.live();
-        for d in [self.base.join("archive"), self.base.join("live"), archive.clone(), live.clone()] {
+        for d in [self.base.join("archive"), self.base.join("live"), archive.clone(), live.clone()]
+        {
             if !d.exists() {
                 fs::create_dir_all(&d).map_err(io("create folder", &d))?;
                 fs::set_permissions(&d, fs::Permissions::from_mode(0o755))
@@ -206,7 +213,8 @@ pub fn parse_der(der: &[u8]) -> Result<CertInfo, String> {
         }
     }
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let ari_id = aki.map(|a| format!("{}.{}", b64.encode(a), b64.encode(cert.tbs_certificate.raw_serial())));
+    let ari_id =
+        aki.map(|a| format!("{}.{}", b64.encode(a), b64.encode(cert.tbs_certificate.raw_serial())));
     Ok(CertInfo {
         serial: hex::encode(cert.tbs_certificate.raw_serial()),
         not_before: ts(cert.validity().not_before),
@@ -291,8 +299,12 @@ pub fn parse_certbot_renewal(text: &str) -> CertbotRenewal {
             ("renewalparams", "server") => r.server = Some(v.into()),
             ("renewalparams", "authenticator") => r.authenticator = Some(v.into()),
             ("renewalparams", "webroot_path") => {
-                r.webroot_path =
-                    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+                r.webroot_path = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
             }
             ("renewalparams", "key_type") => r.key_type = Some(v.into()),
             ("renewalparams", "elliptic_curve") => r.elliptic_curve = Some(v.into()),
@@ -312,9 +324,10 @@ mod tests {
 
     fn self_signed(domains: &[&str]) -> (String, SecretString) {
         let key = rcgen::KeyPair::generate().unwrap();
-        let params =
-            rcgen::CertificateParams::new(domains.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
+        let params = rcgen::CertificateParams::new(
+            domains.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
         let cert = params.self_signed(&key).unwrap();
         (cert.pem(), SecretString::new(key.serialize_pem()))
     }

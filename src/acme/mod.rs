@@ -79,7 +79,9 @@ pub enum AcmeError {
         "{kind} validation of {domain} for certificate {name:?} failed: the server says: {detail}; {fix}"
     )]
     Challenge { name: String, domain: String, kind: &'static str, detail: String, fix: String },
-    #[error("webroot {path} of certificate {name:?} {detail}: create it and serve it, or fix challenge.webroot")]
+    #[error(
+        "webroot {path} of certificate {name:?} {detail}: create it and serve it, or fix challenge.webroot"
+    )]
     Webroot { name: String, path: PathBuf, detail: String },
     #[error(
         "certificate {name:?}: cannot listen on {addr} for http-01 ({detail}); is another server using the port? use the webroot challenge when nginx owns port 80"
@@ -92,14 +94,20 @@ pub enum AcmeError {
     #[error("certificate {name:?}: {detail}")]
     Certificate { name: String, detail: String },
     #[error("certificate {name:?}: {stage} hook failed: {source}")]
-    Hook { name: String, stage: &'static str, source: HookError },
-    #[error("acme.ca_file {path}: {detail}; it must hold the PEM certificate(s) of the CA that signed the ACME server's TLS certificate")]
+    Hook { name: String, stage: &'static str, source: Box<HookError> },
+    #[error(
+        "acme.ca_file {path}: {detail}; it must hold the PEM certificate(s) of the CA that signed the ACME server's TLS certificate"
+    )]
     CaFile { path: PathBuf, detail: String },
     #[error("TLS setup for the ACME server failed: {detail}")]
     Tls { detail: String },
-    #[error("EAB HMAC key file {path}: {detail}; it must hold the base64url key your CA gave you, mode 0600")]
+    #[error(
+        "EAB HMAC key file {path}: {detail}; it must hold the base64url key your CA gave you, mode 0600"
+    )]
     Eab { path: PathBuf, detail: String },
-    #[error("the machine key {path} cannot be read ({detail}); restore it from the DR export ('keyward restore state')")]
+    #[error(
+        "the machine key {path} cannot be read ({detail}); restore it from the DR export ('keyward restore state')"
+    )]
     MachineKey { path: PathBuf, detail: String },
     #[error(
         "the ACME account key {path} cannot be decrypted ({detail}); restore the state from the DR export, or move the account folder away and run 'keyward acme register' for a new account"
@@ -169,7 +177,11 @@ struct View<'a> {
     state: CertState,
 }
 
-fn view<'a>(ctx: &Context, acme: &AcmeConfig, cert: &'a CertificateConfig) -> Result<View<'a>, AcmeError> {
+fn view<'a>(
+    ctx: &Context,
+    acme: &AcmeConfig,
+    cert: &'a CertificateConfig,
+) -> Result<View<'a>, AcmeError> {
     let lineage = Lineage::new(cert.output_base(acme, &ctx.config), &cert.name);
     let info = lineage.read_cert().and_then(|p| lineage::parse_cert(&p).ok());
     let state = load_state(ctx, &cert.name)?;
@@ -229,7 +241,9 @@ impl Session {
 
 fn config_eab(ctx: &Context, acme: &AcmeConfig) -> Option<account::Eab> {
     match (&acme.eab_kid, &acme.eab_hmac_file) {
-        (Some(kid), Some(f)) => Some(account::Eab { kid: kid.clone(), hmac_file: ctx.config.resolve(f) }),
+        (Some(kid), Some(f)) => {
+            Some(account::Eab { kid: kid.clone(), hmac_file: ctx.config.resolve(f) })
+        }
         _ => None,
     }
 }
@@ -287,16 +301,24 @@ impl<'c> Renewer<'c> {
             serial: serial.to_string().into(),
         };
         let profiles: Vec<String> = loaded.account.profiles().map(|p| p.name.to_string()).collect();
-        let res = s.rt.block_on(async {
-            fault::retry_nonce!(loaded.account.renewal_info(&cid))
-        });
+        let res = s.rt.block_on(async { fault::retry_nonce!(loaded.account.renewal_info(&cid)) });
         match res {
             Ok((ri, retry)) => {
-                let start = chrono::DateTime::from_timestamp(ri.suggested_window.start.unix_timestamp(), 0)
-                    .unwrap_or(self.ctx.now);
-                let end = chrono::DateTime::from_timestamp(ri.suggested_window.end.unix_timestamp(), 0)
-                    .unwrap_or(self.ctx.now);
-                ari::record_window(state, &info.serial, start, end, retry, ri.explanation_url, self.ctx.now);
+                let start =
+                    chrono::DateTime::from_timestamp(ri.suggested_window.start.unix_timestamp(), 0)
+                        .unwrap_or(self.ctx.now);
+                let end =
+                    chrono::DateTime::from_timestamp(ri.suggested_window.end.unix_timestamp(), 0)
+                        .unwrap_or(self.ctx.now);
+                ari::record_window(
+                    state,
+                    &info.serial,
+                    start,
+                    end,
+                    retry,
+                    ri.explanation_url,
+                    self.ctx.now,
+                );
                 self.remember(true, profiles)?;
                 Ok(())
             }
@@ -306,7 +328,11 @@ impl<'c> Renewer<'c> {
     }
 
     fn remember_ari(&mut self, ari: bool) -> Result<(), AcmeError> {
-        let profiles = self.dirs.get(self.acme.directory_url()).map(|d| d.profiles.clone()).unwrap_or_default();
+        let profiles = self
+            .dirs
+            .get(self.acme.directory_url())
+            .map(|d| d.profiles.clone())
+            .unwrap_or_default();
         self.remember(ari, profiles)
     }
 
@@ -326,7 +352,8 @@ impl<'c> Renewer<'c> {
             Ok(v) => v,
             Err(e) => return Some(failed(cert, "renew", "cannot read its state", &e.to_string())),
         };
-        let mut decision = ari::decide(ctx.now, v.info.as_ref(), &cert.domains, &v.state, self.ari_known(), force);
+        let mut decision =
+            ari::decide(ctx.now, v.info.as_ref(), &cert.domains, &v.state, self.ari_known(), force);
         if decision == Decision::AskAri {
             if dry_run {
                 return Some(Action {
@@ -342,16 +369,37 @@ impl<'c> Renewer<'c> {
                     let msg = e.to_string();
                     self.record_failure(cert, &mut v.state, "renewal-info", &e);
                     // The lifetime rule still protects the certificate when ARI is down.
-                    let fallback = ari::decide(ctx.now, Some(&info), &cert.domains, &v.state, Some(false), false);
+                    let fallback = ari::decide(
+                        ctx.now,
+                        Some(&info),
+                        &cert.domains,
+                        &v.state,
+                        Some(false),
+                        false,
+                    );
                     if !matches!(fallback, Decision::Due(_)) {
                         return Some(failed(cert, "check", "renewal information", &msg));
                     }
                     decision = fallback;
                 } else {
                     let _ = save_state(ctx, &cert.name, &v.state);
-                    decision = ari::decide(ctx.now, Some(&info), &cert.domains, &v.state, self.ari_known(), false);
+                    decision = ari::decide(
+                        ctx.now,
+                        Some(&info),
+                        &cert.domains,
+                        &v.state,
+                        self.ari_known(),
+                        false,
+                    );
                     if decision == Decision::AskAri {
-                        decision = ari::decide(ctx.now, Some(&info), &cert.domains, &v.state, Some(false), false);
+                        decision = ari::decide(
+                            ctx.now,
+                            Some(&info),
+                            &cert.domains,
+                            &v.state,
+                            Some(false),
+                            false,
+                        );
                     }
                 }
             }
@@ -373,7 +421,11 @@ impl<'c> Renewer<'c> {
                 cert,
                 "renew",
                 "due, but the server rate-limited it",
-                &format!("not asking the server again before {} (rate limited); 'keyward acme renew --force {}' overrides", fmt_time(until), cert.name),
+                &format!(
+                    "not asking the server again before {} (rate limited); 'keyward acme renew --force {}' overrides",
+                    fmt_time(until),
+                    cert.name
+                ),
             )),
             Decision::NotDue { .. } | Decision::AskAri if v.state.deploy_pending => {
                 if dry_run {
@@ -390,11 +442,21 @@ impl<'c> Renewer<'c> {
         }
     }
 
-    fn record_failure(&self, cert: &CertificateConfig, state: &mut CertState, stage: &str, e: &AcmeError) {
+    fn record_failure(
+        &self,
+        cert: &CertificateConfig,
+        state: &mut CertState,
+        stage: &str,
+        e: &AcmeError,
+    ) {
         if let AcmeError::RateLimited { until, .. } = e {
             state.backoff_until = Some(until.clone());
         }
-        state.last_failure = Some(Failure { time: fmt_time(self.ctx.now), stage: stage.into(), error: e.to_string() });
+        state.last_failure = Some(Failure {
+            time: fmt_time(self.ctx.now),
+            stage: stage.into(),
+            error: e.to_string(),
+        });
         if let Err(se) = save_state(self.ctx, &cert.name, state) {
             crate::warn!("acme {}: cannot record the failure: {se}", cert.name);
         }
@@ -423,7 +485,12 @@ impl<'c> Renewer<'c> {
                             error: format!("renewed (version {version}), but {error}"),
                         },
                     },
-                    _ => Action { object: cert.name.clone(), action: verb.into(), reason, result: ActionResult::Done },
+                    _ => Action {
+                        object: cert.name.clone(),
+                        action: verb.into(),
+                        reason,
+                        result: ActionResult::Done,
+                    },
                 }
             }
             Err(e) => {
@@ -443,12 +510,16 @@ impl<'c> Renewer<'c> {
         let ari = self.ari_known();
         let (s, account_url) = self.account()?;
         let replaces = match &v.info {
-            Some(i) if ari == Some(true) && v.state.account.as_deref() == Some(account_url.as_str()) => {
+            Some(i)
+                if ari == Some(true)
+                    && v.state.account.as_deref() == Some(account_url.as_str()) =>
+            {
                 i.ari_id.clone()
             }
             _ => None,
         };
-        let reuse = if cert.reuse_key && v.info.is_some() { v.lineage.read_key().ok() } else { None };
+        let reuse =
+            if cert.reuse_key && v.info.is_some() { v.lineage.read_key().ok() } else { None };
         let Some(loaded) = s.account.as_ref() else {
             return Err(AcmeError::Internal("no account".into()));
         };
@@ -463,14 +534,22 @@ impl<'c> Renewer<'c> {
         let key_mode = match &cert.key_group {
             Some(g) => {
                 let group = nix::unistd::Group::from_name(g).ok().flatten().ok_or_else(|| {
-                    AcmeError::Certificate { name: cert.name.clone(), detail: format!("there is no group {g:?}") }
+                    AcmeError::Certificate {
+                        name: cert.name.clone(),
+                        detail: format!("there is no group {g:?}"),
+                    }
                 })?;
                 FileMode { mode: 0o640, uid: None, gid: Some(group.gid.as_raw()) }
             }
             None => FileMode::PRIVATE,
         };
         let version = v.lineage.install(
-            &lineage::Version { cert: &issued.cert, chain: &issued.chain, fullchain: &issued.fullchain, privkey: &issued.key },
+            &lineage::Version {
+                cert: &issued.cert,
+                chain: &issued.chain,
+                fullchain: &issued.fullchain,
+                privkey: &issued.key,
+            },
             key_mode,
             cert.keep(acme),
         )?;
@@ -515,7 +594,10 @@ impl<'c> Renewer<'c> {
                     v.state = st;
                     save_state(ctx, &cert.name, &v.state)?;
                 }
-                Err(e) => crate::warn!("acme {}: renewal information not available yet ({e}); asking on the next run", cert.name),
+                Err(e) => crate::warn!(
+                    "acme {}: renewal information not available yet ({e}); asking on the next run",
+                    cert.name
+                ),
             }
         }
         Ok(version)
@@ -533,7 +615,11 @@ impl<'c> Renewer<'c> {
         for (i, hook) in cert.deploy_hooks.iter().enumerate() {
             let name = format!("{} deploy[{i}]", cert.name);
             if let Err(e) = hooks::run(&name, hook, Input { stdin: None, env: env.clone() }) {
-                error = Some(AcmeError::Hook { name: cert.name.clone(), stage: "deploy", source: e });
+                error = Some(AcmeError::Hook {
+                    name: cert.name.clone(),
+                    stage: "deploy",
+                    source: Box::new(e),
+                });
                 break;
             }
         }
@@ -547,24 +633,37 @@ impl<'c> Renewer<'c> {
                 if !cert.deploy_hooks.is_empty() {
                     let _ = ctx.audit.append("acme deploy", object, Outcome::Ok, None);
                 }
-                if v.state.deploy_pending || v.state.last_failure.as_ref().is_some_and(|f| f.stage == "deploy") {
+                if v.state.deploy_pending
+                    || v.state.last_failure.as_ref().is_some_and(|f| f.stage == "deploy")
+                {
                     v.state.deploy_pending = false;
                     v.state.last_failure = None;
                     let _ = save_state(ctx, &cert.name, &v.state);
                 }
-                Action { object: cert.name.clone(), action: "deploy".into(), reason, result: ActionResult::Done }
+                Action {
+                    object: cert.name.clone(),
+                    action: "deploy".into(),
+                    reason,
+                    result: ActionResult::Done,
+                }
             }
             Some(e) => {
                 let msg = e.to_string();
                 v.state.deploy_pending = true;
-                v.state.last_failure = Some(Failure { time: fmt_time(ctx.now), stage: "deploy".into(), error: msg.clone() });
+                v.state.last_failure = Some(Failure {
+                    time: fmt_time(ctx.now),
+                    stage: "deploy".into(),
+                    error: msg.clone(),
+                });
                 let _ = save_state(ctx, &cert.name, &v.state);
                 let _ = ctx.audit.append("acme deploy", object, Outcome::Failed, Some(&msg));
                 Action {
                     object: cert.name.clone(),
                     action: "deploy".into(),
                     reason,
-                    result: ActionResult::Failed { error: format!("{msg}; the hooks run again on the next 'keyward run'") },
+                    result: ActionResult::Failed {
+                        error: format!("{msg}; the hooks run again on the next 'keyward run'"),
+                    },
                 }
             }
         }
@@ -586,7 +685,8 @@ pub fn run_due(ctx: &Context, dry_run: bool) -> Step {
         return Step::unconfigured("acme");
     };
     let mut step = Step::new("acme");
-    step.actions = renew_selected(ctx, acme, &acme.certificates.iter().collect::<Vec<_>>(), false, dry_run);
+    step.actions =
+        renew_selected(ctx, acme, &acme.certificates.iter().collect::<Vec<_>>(), false, dry_run);
     step
 }
 
@@ -599,7 +699,12 @@ fn renew_selected(
 ) -> Vec<Action> {
     let mut r = match Renewer::new(ctx, acme) {
         Ok(r) => r,
-        Err(e) => return certs.iter().map(|c| failed(c, "renew", "cannot read the ACME state", &e.to_string())).collect(),
+        Err(e) => {
+            return certs
+                .iter()
+                .map(|c| failed(c, "renew", "cannot read the ACME state", &e.to_string()))
+                .collect();
+        }
     };
     let actions: Vec<Action> = certs.iter().filter_map(|c| r.process(c, force, dry_run)).collect();
     if let Some(Ok(s)) = &r.session {
@@ -620,7 +725,10 @@ pub fn renew(ctx: &Context, names: &[String], force: bool) -> Result<Exit, Error
     crate::output::emit(ctx.format, &summary)
 }
 
-fn select<'a>(acme: &'a AcmeConfig, names: &[String]) -> Result<Vec<&'a CertificateConfig>, AcmeError> {
+fn select<'a>(
+    acme: &'a AcmeConfig,
+    names: &[String],
+) -> Result<Vec<&'a CertificateConfig>, AcmeError> {
     if names.is_empty() {
         return Ok(acme.certificates.iter().collect());
     }
@@ -670,9 +778,20 @@ impl Human for List {
         out.push_str(&format!(
             "directory: {}\naccount: {}\n",
             self.directory,
-            self.account.as_deref().unwrap_or("none yet (made by the first renewal or 'keyward acme register')")
+            self.account
+                .as_deref()
+                .unwrap_or("none yet (made by the first renewal or 'keyward acme register')")
         ));
-        let mut t = Table::new(["NAME", "DOMAINS", "CHALLENGE", "VERSION", "NOT AFTER", "DAYS", "NEXT", "LAST FAILURE"]);
+        let mut t = Table::new([
+            "NAME",
+            "DOMAINS",
+            "CHALLENGE",
+            "VERSION",
+            "NOT AFTER",
+            "DAYS",
+            "NEXT",
+            "LAST FAILURE",
+        ]);
         for c in &self.certificates {
             t.row([
                 c.name.clone(),
@@ -682,7 +801,9 @@ impl Human for List {
                 c.not_after.clone().unwrap_or_else(|| "-".into()),
                 c.days_left.map_or_else(|| "-".into(), |d| d.to_string()),
                 c.next.clone(),
-                c.last_failure.as_ref().map_or_else(|| "-".into(), |f| format!("{} {}: {}", f.time, f.stage, f.error)),
+                c.last_failure
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |f| format!("{} {}: {}", f.time, f.stage, f.error)),
             ]);
         }
         if t.is_empty() {
@@ -715,7 +836,10 @@ pub fn list(ctx: &Context) -> Result<Exit, Error> {
         });
     }
     let account = account::read_meta(ctx, acme.directory_url())?.map(|m| m.url);
-    crate::output::emit(ctx.format, &List { directory: acme.directory_url().to_string(), account, certificates })
+    crate::output::emit(
+        ctx.format,
+        &List { directory: acme.directory_url().to_string(), account, certificates },
+    )
 }
 
 /// The result of `keyward acme register`.
@@ -751,7 +875,8 @@ pub fn register(
         Some(e) => vec![e.clone()],
         None => acme.contact.clone(),
     };
-    let eab = eab.map(|(kid, f)| account::Eab { kid, hmac_file: f }).or_else(|| config_eab(ctx, acme));
+    let eab =
+        eab.map(|(kid, f)| account::Eab { kid, hmac_file: f }).or_else(|| config_eab(ctx, acme));
     let mut s = Session::new(ctx, acme)?;
     let result = s.account(ctx, acme, &contact, eab.as_ref()).map(|l| (l.meta.clone(), l.created));
     let (mut meta, created) = match result {
@@ -776,11 +901,21 @@ pub fn register(
             .map_err(|e| fault::from_acme(&s.dir, "update the account's contact", e))?;
         meta.contact = wanted;
         account::save_meta(ctx, &meta)?;
-        ctx.audit.append("acme register", Object::new("acme-account", &meta.url), Outcome::Ok, Some("contact updated"))?;
+        ctx.audit.append(
+            "acme register",
+            Object::new("acme-account", &meta.url),
+            Outcome::Ok,
+            Some("contact updated"),
+        )?;
     }
     crate::output::emit(
         ctx.format,
-        &Registered { directory: meta.directory, account: meta.url, contact: meta.contact, created },
+        &Registered {
+            directory: meta.directory,
+            account: meta.url,
+            contact: meta.contact,
+            created,
+        },
     )
 }
 
@@ -810,7 +945,10 @@ impl Human for Imported {
             self.version
         ));
         if let Some(p) = &self.certbot_renewal_disabled {
-            out.push_str(&format!("certbot will no longer renew it (renewal file moved to {})\n", p.display()));
+            out.push_str(&format!(
+                "certbot will no longer renew it (renewal file moved to {})\n",
+                p.display()
+            ));
         }
         out.push_str("keyward renews it from now on: check with 'keyward acme list'\n");
     }
@@ -818,20 +956,33 @@ impl Human for Imported {
 
 /// `keyward acme import NAME [--certbot-dir DIR] [--keep-certbot]`: takes over a
 /// certbot lineage without a gap.
-pub fn import(ctx: &Context, name: &str, certbot_dir: &std::path::Path, keep_certbot: bool) -> Result<Exit, Error> {
+pub fn import(
+    ctx: &Context,
+    name: &str,
+    certbot_dir: &std::path::Path,
+    keep_certbot: bool,
+) -> Result<Exit, Error> {
     let acme = section(ctx)?;
     let conf_path = certbot_dir.join("renewal").join(format!("{name}.conf"));
     let bad = |detail: String| AcmeError::Import { path: conf_path.clone(), detail };
-    let text = std::fs::read_to_string(&conf_path).map_err(|e| bad(format!("cannot read it ({e})")))?;
+    let text =
+        std::fs::read_to_string(&conf_path).map_err(|e| bad(format!("cannot read it ({e})")))?;
     let renewal = lineage::parse_certbot_renewal(&text);
     let live = certbot_dir.join("live").join(name);
-    let pick = |p: &Option<PathBuf>, f: &str| p.clone().unwrap_or_else(|| live.join(format!("{f}.pem")));
-    let read = |p: PathBuf| std::fs::read(&p).map_err(|e| bad(format!("cannot read {} ({e})", p.display())));
-    let cert_pem = String::from_utf8(read(pick(&renewal.cert, "cert"))?).map_err(|_| bad("cert.pem is not PEM".into()))?;
-    let chain_pem = String::from_utf8(read(pick(&renewal.chain, "chain"))?).map_err(|_| bad("chain.pem is not PEM".into()))?;
-    let full_pem = String::from_utf8(read(pick(&renewal.fullchain, "fullchain"))?).map_err(|_| bad("fullchain.pem is not PEM".into()))?;
+    let pick =
+        |p: &Option<PathBuf>, f: &str| p.clone().unwrap_or_else(|| live.join(format!("{f}.pem")));
+    let read = |p: PathBuf| {
+        std::fs::read(&p).map_err(|e| bad(format!("cannot read {} ({e})", p.display())))
+    };
+    let cert_pem = String::from_utf8(read(pick(&renewal.cert, "cert"))?)
+        .map_err(|_| bad("cert.pem is not PEM".into()))?;
+    let chain_pem = String::from_utf8(read(pick(&renewal.chain, "chain"))?)
+        .map_err(|_| bad("chain.pem is not PEM".into()))?;
+    let full_pem = String::from_utf8(read(pick(&renewal.fullchain, "fullchain"))?)
+        .map_err(|_| bad("fullchain.pem is not PEM".into()))?;
     let key = crate::secret::SecretString::new(
-        String::from_utf8(read(pick(&renewal.privkey, "privkey"))?).map_err(|_| bad("privkey.pem is not PEM".into()))?,
+        String::from_utf8(read(pick(&renewal.privkey, "privkey"))?)
+            .map_err(|_| bad("privkey.pem is not PEM".into()))?,
     );
     let info = lineage::parse_cert(&cert_pem).map_err(|e| bad(format!("cert.pem: {e}")))?;
     let Some(cert) = acme.certificate(name) else {
@@ -841,13 +992,15 @@ pub fn import(ctx: &Context, name: &str, certbot_dir: &std::path::Path, keep_cer
         )));
     };
     // The key must belong to the certificate, or the live lineage would not work.
-    let kp = rcgen::KeyPair::from_pem(key.expose()).map_err(|e| bad(format!("privkey.pem: {e}")))?;
+    let kp =
+        rcgen::KeyPair::from_pem(key.expose()).map_err(|e| bad(format!("privkey.pem: {e}")))?;
     if rcgen::PublicKeyData::subject_public_key_info(&kp) != info.spki {
         return Err(bad("privkey.pem does not belong to cert.pem".into()).into());
     }
     let _lock = ctx.lock()?;
     let target = Lineage::new(cert.output_base(acme, &ctx.config), name);
-    let same_place = std::fs::canonicalize(&target.base).ok() == std::fs::canonicalize(certbot_dir).ok();
+    let same_place =
+        std::fs::canonicalize(&target.base).ok() == std::fs::canonicalize(certbot_dir).ok();
     let version = if same_place && target.current_version().is_some() {
         // keyward adopts the lineage in place; the next renewal adds version N+1.
         target.current_version().unwrap_or(1)
@@ -860,7 +1013,12 @@ pub fn import(ctx: &Context, name: &str, certbot_dir: &std::path::Path, keep_cer
             None => FileMode::PRIVATE,
         };
         target.install(
-            &lineage::Version { cert: &cert_pem, chain: &chain_pem, fullchain: &full_pem, privkey: &key },
+            &lineage::Version {
+                cert: &cert_pem,
+                chain: &chain_pem,
+                fullchain: &full_pem,
+                privkey: &key,
+            },
             key_mode,
             cert.keep(acme),
         )?
@@ -874,7 +1032,9 @@ pub fn import(ctx: &Context, name: &str, certbot_dir: &std::path::Path, keep_cer
     let mut disabled = None;
     if !keep_certbot {
         let moved = conf_path.with_extension("conf.imported-by-keyward");
-        std::fs::rename(&conf_path, &moved).map_err(|e| bad(format!("cannot move it aside ({e}); certbot would keep renewing it")))?;
+        std::fs::rename(&conf_path, &moved).map_err(|e| {
+            bad(format!("cannot move it aside ({e}); certbot would keep renewing it"))
+        })?;
         disabled = Some(moved);
     }
     ctx.audit.append(
@@ -903,7 +1063,10 @@ pub fn import(ctx: &Context, name: &str, certbot_dir: &std::path::Path, keep_cer
 
 fn certbot_snippet(name: &str, info: &CertInfo, r: &lineage::CertbotRenewal) -> String {
     let domains = info.domains.iter().map(|d| format!("{d:?}")).collect::<Vec<_>>().join(", ");
-    let challenge = match (r.authenticator.as_deref(), r.webroot_path.first().or(r.webroot_map.values().next())) {
+    let challenge = match (
+        r.authenticator.as_deref(),
+        r.webroot_path.first().or(r.webroot_map.values().next()),
+    ) {
         (Some("webroot"), Some(p)) => format!("{{ type = \"webroot\", webroot = {p:?} }}"),
         (Some("standalone"), _) => "{ type = \"standalone\", listen = \"0.0.0.0:80\" }".into(),
         _ => "{ type = \"webroot\", webroot = \"/var/www/certbot\" }".into(),
@@ -961,7 +1124,9 @@ pub fn status(ctx: &Context) -> Result<Vec<Item>, Error> {
     }
     for path in &acme.monitor {
         let p = ctx.config.resolve(path);
-        let parsed = std::fs::read_to_string(&p).map_err(|e| e.to_string()).and_then(|t| lineage::parse_cert(&t));
+        let parsed = std::fs::read_to_string(&p)
+            .map_err(|e| e.to_string())
+            .and_then(|t| lineage::parse_cert(&t));
         items.push(match parsed {
             Ok(i) => {
                 let days = days_until(ctx.now, i.not_after);

@@ -18,9 +18,9 @@ use super::AcmeError;
 use super::challenge::Provisioner;
 use super::config::CertificateConfig;
 use super::directory::AcmeDirectory;
+use super::fault::retry_nonce;
 use super::fault::{from_acme, problem_detail};
 use super::lineage::{CertInfo, parse_cert, split_chain};
-use super::fault::retry_nonce;
 use crate::secret::SecretString;
 
 /// A certificate fresh from the server, checked, not yet installed.
@@ -100,7 +100,9 @@ pub async fn issue(
         while let Some(next) = authzs.next().await {
             let mut authz = match next {
                 Ok(a) => a,
-                Err(e) if super::fault::is_bad_nonce(&e) && restarts < super::fault::NONCE_RETRIES => {
+                Err(e)
+                    if super::fault::is_bad_nonce(&e) && restarts < super::fault::NONCE_RETRIES =>
+                {
                     restarts += 1;
                     continue 'pass;
                 }
@@ -231,19 +233,24 @@ pub async fn issue(
         }
     };
     let mut params = rcgen::CertificateParams::new(cert.domains.clone()).map_err(|e| {
-        AcmeError::Certificate { name: cert.name.clone(), detail: format!("cannot build the CSR: {e}") }
+        AcmeError::Certificate {
+            name: cert.name.clone(),
+            detail: format!("cannot build the CSR: {e}"),
+        }
     })?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     let csr = params
         .serialize_request(&key)
         .map_err(|e| AcmeError::Internal(format!("cannot sign the CSR: {e}")))?;
-    retry_nonce!(order.finalize_csr(csr.der())).map_err(|e| from_acme(dir, "finalize the order", e))?;
+    retry_nonce!(order.finalize_csr(csr.der()))
+        .map_err(|e| from_acme(dir, "finalize the order", e))?;
     let fullchain = retry_nonce!(order.poll_certificate(&policy))
         .map_err(|e| from_acme(dir, "download the certificate", e))?;
 
-    let (leaf, chain) =
-        split_chain(&fullchain).map_err(|detail| AcmeError::Certificate { name: cert.name.clone(), detail })?;
-    let info = parse_cert(&leaf).map_err(|detail| AcmeError::Certificate { name: cert.name.clone(), detail })?;
+    let (leaf, chain) = split_chain(&fullchain)
+        .map_err(|detail| AcmeError::Certificate { name: cert.name.clone(), detail })?;
+    let info = parse_cert(&leaf)
+        .map_err(|detail| AcmeError::Certificate { name: cert.name.clone(), detail })?;
     if info.spki != rcgen::PublicKeyData::subject_public_key_info(&key) {
         return Err(AcmeError::Certificate {
             name: cert.name.clone(),
@@ -257,7 +264,11 @@ pub async fn issue(
     if want != have {
         return Err(AcmeError::Certificate {
             name: cert.name.clone(),
-            detail: format!("the issued certificate names {} instead of {}", have.join(", "), want.join(", ")),
+            detail: format!(
+                "the issued certificate names {} instead of {}",
+                have.join(", "),
+                want.join(", ")
+            ),
         });
     }
     Ok(Issued {

@@ -18,9 +18,9 @@ use super::common::{free_port, require_tool};
 
 /// Pebble 2.6 and pebble-challtestsrv unpacked by scripts/fetch-pebble.
 pub fn pebble26_dir() -> PathBuf {
-    let dir = std::env::var_os("KEYWARD_PEBBLE_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pebble-2.6")
-    });
+    let dir = std::env::var_os("KEYWARD_PEBBLE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pebble-2.6"));
     let bin = dir.join("usr/bin");
     if !bin.join("pebble").is_file() || !bin.join("pebble-challtestsrv").is_file() {
         panic!(
@@ -103,11 +103,19 @@ pub fn wait_port(p: &mut Proc, port: u16) {
             return;
         }
         if let Ok(Some(status)) = p.child.try_wait() {
-            panic!("{} exited with {status}:\n{}", p.name, std::fs::read_to_string(&p.log).unwrap_or_default());
+            panic!(
+                "{} exited with {status}:\n{}",
+                p.name,
+                std::fs::read_to_string(&p.log).unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(30));
     }
-    panic!("{} did not listen on {port}:\n{}", p.name, std::fs::read_to_string(&p.log).unwrap_or_default());
+    panic!(
+        "{} did not listen on {port}:\n{}",
+        p.name,
+        std::fs::read_to_string(&p.log).unwrap_or_default()
+    );
 }
 
 /// pebble-challtestsrv: the DNS server Pebble asks (every A query answers 127.0.0.1).
@@ -214,8 +222,11 @@ impl Pebble {
             pebble["externalAccountMACKeys"] = serde_json::json!({ kid: key });
         }
         let config = dir.join("pebble-config.json");
-        std::fs::write(&config, serde_json::to_vec_pretty(&serde_json::json!({ "pebble": pebble })).unwrap())
-            .unwrap();
+        std::fs::write(
+            &config,
+            serde_json::to_vec_pretty(&serde_json::json!({ "pebble": pebble })).unwrap(),
+        )
+        .unwrap();
         let mut cmd = Command::new(bin);
         cmd.args(["-config", config.to_str().unwrap(), "-strict", "-dnsserver"])
             .arg(format!("127.0.0.1:{}", challsrv.dns_port))
@@ -334,7 +345,8 @@ impl Nginx {
 
     /// The argv that reloads this nginx (for a deploy hook).
     pub fn reload_argv(&self) -> Vec<String> {
-        let nginx = if Path::new("/usr/sbin/nginx").is_file() { "/usr/sbin/nginx" } else { "nginx" };
+        let nginx =
+            if Path::new("/usr/sbin/nginx").is_file() { "/usr/sbin/nginx" } else { "nginx" };
         vec![
             nginx.to_string(),
             "-p".into(),
