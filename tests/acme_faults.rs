@@ -412,3 +412,136 @@ fn certbot_lineage_is_imported_in_place_and_renewed_by_keyward() {
     assert_eq!(item["kind"], "certificate");
     assert!(item["days_left"].as_i64().unwrap() > 80, "{item}");
 }
+
+/// A minimal ACME front that registers accounts and answers every new-order with
+/// Let's Encrypt's rateLimited problem and a Retry-After, as Boulder does. (Pebble has
+/// no rate limits.) Counts the requests it gets.
+struct RateLimitedAcme {
+    port: u16,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tls: pebble::Tls,
+}
+
+impl RateLimitedAcme {
+    fn start(dir: &Path) -> RateLimitedAcme {
+        use std::io::{BufRead, BufReader, Read, Write};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let tls = pebble::Tls::make(dir);
+        let certs: Vec<rustls::pki_types::CertificateDer<'static>> = {
+            use rustls::pki_types::pem::PemObject;
+            rustls::pki_types::CertificateDer::pem_file_iter(&tls.cert_file).unwrap().map(|c| c.unwrap()).collect()
+        };
+        let key = {
+            use rustls::pki_types::pem::PemObject;
+            rustls::pki_types::PrivateKeyDer::from_pem_file(&tls.key_file).unwrap()
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .unwrap(),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let count = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let config = config.clone();
+                let count = count.clone();
+                std::thread::spawn(move || {
+                    let conn = rustls::ServerConnection::new(config).unwrap();
+                    let mut tls = rustls::StreamOwned::new(conn, stream);
+                    let mut reader = BufReader::new(&mut tls);
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut len = 0usize;
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    let _ = reader.read_exact(&mut body);
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let base = format!("https://127.0.0.1:{port}");
+                    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let (status, headers, body) = match path.as_str() {
+                        "/dir" => ("200 OK", String::new(), format!(
+                            r#"{{"newNonce":"{base}/nonce","newAccount":"{base}/account","newOrder":"{base}/order","revokeCert":"{base}/revoke","keyChange":"{base}/key"}}"#
+                        )),
+                        "/nonce" => ("200 OK", "Replay-Nonce: n0nce\r\n".into(), String::new()),
+                        "/account" => ("201 Created", format!("Replay-Nonce: n0nce\r\nLocation: {base}/account/1\r\n"), r#"{"status":"valid"}"#.into()),
+                        _ => ("429 Too Many Requests", "Replay-Nonce: n0nce\r\nRetry-After: 7200\r\n".into(),
+                            r#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many certificates (5) already issued for this exact set of identifiers in the last 168h0m0s","status":429}"#.into()),
+                    };
+                    let ctype = if status.starts_with('2') { "application/json" } else { "application/problem+json" };
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tls.write_all(resp.as_bytes());
+                    tls.conn.send_close_notify();
+                    let _ = tls.flush();
+                });
+            }
+        });
+        RateLimitedAcme { port, requests, tls }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn a_rate_limit_is_remembered_and_no_request_is_sent_before_it_ends() {
+    let env = Env::init();
+    let peers = env.path("peers");
+    std::fs::create_dir_all(&peers).unwrap();
+    let server = RateLimitedAcme::start(&peers);
+    write_config(
+        &env,
+        &acme_section(
+            &format!("https://127.0.0.1:{}/dir", server.port),
+            Some(&server.tls.ca_file),
+            &cert("limited", "limited.pazpaz.test", "{ type = \"standalone\", listen = \"127.0.0.1:1\" }", ""),
+        ),
+    );
+    let r = env.run(&["run"]);
+    r.code(1);
+    assert!(r.stdout.contains("rate-limited"), "{}", r.stdout);
+    assert!(r.stdout.contains("too many certificates"), "{}", r.stdout);
+    assert!(r.stdout.contains("keyward will not ask again before"), "{}", r.stdout);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.path("state/acme/certificates/limited.json")).unwrap()).unwrap();
+    let until = chrono::DateTime::parse_from_rfc3339(state["backoff_until"].as_str().unwrap()).unwrap();
+    let wait = until.signed_duration_since(chrono::Utc::now());
+    assert!(wait > chrono::Duration::minutes(110) && wait <= chrono::Duration::minutes(120), "{state}");
+
+    // The next run sends nothing and still says the certificate is not renewed.
+    let before = server.requests();
+    let r = env.run(&["run"]);
+    r.code(1);
+    assert!(r.stdout.contains("rate limited"), "{}", r.stdout);
+    assert_eq!(server.requests(), before, "no request before the rate limit ends");
+    let (code, item) = status_item(&env, "limited");
+    assert_eq!(code, 3);
+    assert!(item["note"].as_str().unwrap().contains("rate-limited"), "{item}");
+
+    // After it ends keyward asks again.
+    let later = (until + chrono::Duration::minutes(1)).to_rfc3339();
+    env.run_env(&["run"], &[("KEYWARD_NOW", &later)]).code(1);
+    assert!(server.requests() > before);
+}

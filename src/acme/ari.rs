@@ -112,12 +112,12 @@ pub fn decide(
     ari: Option<bool>,
     force: bool,
 ) -> Decision {
-    let Some(info) = info else {
-        return Decision::Due("no certificate yet".into());
-    };
     if !force && let Some(until) = parse(&state.backoff_until).filter(|u| *u > now) {
         return Decision::Backoff(until);
     }
+    let Some(info) = info else {
+        return Decision::Due("no certificate yet".into());
+    };
     if force {
         return Decision::Due("--force".into());
     }
