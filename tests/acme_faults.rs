@@ -430,7 +430,10 @@ impl RateLimitedAcme {
         let tls = pebble::Tls::make(dir);
         let certs: Vec<rustls::pki_types::CertificateDer<'static>> = {
             use rustls::pki_types::pem::PemObject;
-            rustls::pki_types::CertificateDer::pem_file_iter(&tls.cert_file).unwrap().map(|c| c.unwrap()).collect()
+            rustls::pki_types::CertificateDer::pem_file_iter(&tls.cert_file)
+                .unwrap()
+                .map(|c| c.unwrap())
+                .collect()
         };
         let key = {
             use rustls::pki_types::pem::PemObject;
@@ -486,7 +489,11 @@ impl RateLimitedAcme {
                         _ => ("429 Too Many Requests", "Replay-Nonce: n0nce\r\nRetry-After: 7200\r\n".into(),
                             r#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many certificates (5) already issued for this exact set of identifiers in the last 168h0m0s","status":429}"#.into()),
                     };
-                    let ctype = if status.starts_with('2') { "application/json" } else { "application/problem+json" };
+                    let ctype = if status.starts_with('2') {
+                        "application/json"
+                    } else {
+                        "application/problem+json"
+                    };
                     let resp = format!(
                         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}",
                         body.len()
@@ -516,7 +523,12 @@ fn a_rate_limit_is_remembered_and_no_request_is_sent_before_it_ends() {
         &acme_section(
             &format!("https://127.0.0.1:{}/dir", server.port),
             Some(&server.tls.ca_file),
-            &cert("limited", "limited.pazpaz.test", "{ type = \"standalone\", listen = \"127.0.0.1:1\" }", ""),
+            &cert(
+                "limited",
+                "limited.pazpaz.test",
+                "{ type = \"standalone\", listen = \"127.0.0.1:1\" }",
+                "",
+            ),
         ),
     );
     let r = env.run(&["run"]);
@@ -524,11 +536,17 @@ fn a_rate_limit_is_remembered_and_no_request_is_sent_before_it_ends() {
     assert!(r.stdout.contains("rate-limited"), "{}", r.stdout);
     assert!(r.stdout.contains("too many certificates"), "{}", r.stdout);
     assert!(r.stdout.contains("keyward will not ask again before"), "{}", r.stdout);
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(env.path("state/acme/certificates/limited.json")).unwrap()).unwrap();
-    let until = chrono::DateTime::parse_from_rfc3339(state["backoff_until"].as_str().unwrap()).unwrap();
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.path("state/acme/certificates/limited.json")).unwrap(),
+    )
+    .unwrap();
+    let until =
+        chrono::DateTime::parse_from_rfc3339(state["backoff_until"].as_str().unwrap()).unwrap();
     let wait = until.signed_duration_since(chrono::Utc::now());
-    assert!(wait > chrono::Duration::minutes(110) && wait <= chrono::Duration::minutes(120), "{state}");
+    assert!(
+        wait > chrono::Duration::minutes(110) && wait <= chrono::Duration::minutes(120),
+        "{state}"
+    );
 
     // The next run sends nothing and still says the certificate is not renewed.
     let before = server.requests();

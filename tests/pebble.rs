@@ -92,6 +92,15 @@ fn webroot_through_nginx_deploys_and_nginx_serves_a_chain_that_validates() {
     assert_eq!(acme["actions"][0]["action"], "issue", "{doc}");
     assert_eq!(acme["actions"][0]["result"]["status"], "done", "{doc}");
 
+    // No key material in the output or the audit log.
+    let key_pem = std::fs::read_to_string(live(&env, "pazpaz.test", "privkey")).unwrap();
+    let key_body = key_pem.lines().nth(1).unwrap().to_string();
+    let audit_log = std::fs::read_to_string(env.path("state/audit.jsonl")).unwrap();
+    for text in [&r.stdout, &r.stderr, &audit_log] {
+        assert!(!text.contains("PRIVATE KEY") && !text.contains(&key_body));
+    }
+    assert!(common::tree_contains(&env.path("state"), key_body.as_bytes()).is_empty());
+
     // certbot's layout: live/ links into archive/, key private.
     for f in ["cert", "chain", "fullchain", "privkey"] {
         let link = std::fs::read_link(live(&env, "pazpaz.test", f)).unwrap();
@@ -394,10 +403,15 @@ fn without_renewal_information_a_third_of_the_lifetime_decides() {
     };
     assert!(item["next_action"].as_str().unwrap().contains("1/3 of the lifetime"), "{item}");
 
-    let r = env.run_env(
-        &["--format", "json", "run"],
-        &[("KEYWARD_NOW", &(renew + chrono::Duration::hours(1)).to_rfc3339())],
-    );
+    // `plan` shows the renewal and changes nothing, without a request.
+    let due = (renew + chrono::Duration::hours(1)).to_rfc3339();
+    let r = env.run_env(&["plan"], &[("KEYWARD_NOW", &due)]);
+    r.code(0);
+    assert!(r.stdout.contains("planned") && r.stdout.contains("renew"), "{}", r.stdout);
+    assert_eq!(pebble.requests(), before);
+    assert!(live_version(&env, "life").ends_with("cert1.pem"));
+
+    let r = env.run_env(&["--format", "json", "run"], &[("KEYWARD_NOW", &due)]);
     r.code(0);
     assert!(r.stdout.contains("a third of the lifetime left"), "{}", r.stdout);
     assert!(live_version(&env, "life").ends_with("cert2.pem"));

@@ -382,6 +382,9 @@ impl<'c> Renewer<'c> {
                     }
                     decision = fallback;
                 } else {
+                    if v.state.last_failure.as_ref().is_some_and(|f| f.stage == "renewal-info") {
+                        v.state.last_failure = None;
+                    }
                     let _ = save_state(ctx, &cert.name, &v.state);
                     decision = ari::decide(
                         ctx.now,
