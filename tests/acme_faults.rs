@@ -46,10 +46,9 @@ fn audit(env: &Env) -> String {
 #[test]
 fn a_webroot_nginx_does_not_serve_fails_loudly_and_leaves_live_untouched() {
     let env = Env::init();
+    let pebble = Pebble::start_in(env.root(), PebbleOpts::default());
     let peers = env.path("peers");
-    std::fs::create_dir_all(&peers).unwrap();
-    let http_port = free_port();
-    let pebble = Pebble::start(&peers, PebbleOpts { http_port, ..Default::default() });
+    let http_port = pebble.http_port;
     let served = env.path("served");
     let unserved = env.path("unserved");
     std::fs::create_dir_all(&served).unwrap();
@@ -114,10 +113,9 @@ fn a_webroot_nginx_does_not_serve_fails_loudly_and_leaves_live_untouched() {
 #[test]
 fn a_failing_deploy_hook_is_reported_and_retried_until_it_works() {
     let env = Env::init();
+    let pebble = Pebble::start_in(env.root(), PebbleOpts::default());
     let peers = env.path("peers");
-    std::fs::create_dir_all(&peers).unwrap();
-    let http_port = free_port();
-    let pebble = Pebble::start(&peers, PebbleOpts { http_port, ..Default::default() });
+    let http_port = pebble.http_port;
     let challenge = format!("{{ type = \"standalone\", listen = \"127.0.0.1:{http_port}\" }}");
     let counter = peers.join("hook-runs");
     let failing = format!(
@@ -305,10 +303,9 @@ fn eab_registration_keeps_the_hmac_key_and_account_key_out_of_everything() {
 fn certbot_lineage_is_imported_in_place_and_renewed_by_keyward() {
     let certbot = common::require_tool("certbot", "apt-get install certbot");
     let env = Env::init();
+    let pebble = Pebble::start_in(env.root(), PebbleOpts::default());
     let peers = env.path("peers");
-    std::fs::create_dir_all(&peers).unwrap();
-    let http_port = free_port();
-    let pebble = Pebble::start(&peers, PebbleOpts { http_port, ..Default::default() });
+    let http_port = pebble.http_port;
     // A real certbot lineage, made by certbot against the same Pebble.
     let le = env.path("etc-letsencrypt");
     let out = std::process::Command::new(certbot)

@@ -49,10 +49,9 @@ fn acme_item(env: &Env, name: &str) -> serde_json::Value {
 #[test]
 fn webroot_through_nginx_deploys_and_nginx_serves_a_chain_that_validates() {
     let env = Env::init();
+    let pebble = Pebble::start_in(env.root(), PebbleOpts::default());
     let peers = env.path("peers");
-    std::fs::create_dir_all(&peers).unwrap();
-    let http_port = free_port();
-    let pebble = Pebble::start(&peers, PebbleOpts { http_port, ..Default::default() });
+    let http_port = pebble.http_port;
     let webroot = env.path("webroot");
     std::fs::create_dir_all(&webroot).unwrap();
     let nginx = Nginx::start(&peers, http_port, &webroot);
@@ -222,17 +221,15 @@ fn state_of(env: &Env, name: &str) -> serde_json::Value {
 #[test]
 fn standalone_listener_with_p384_and_a_group_readable_key() {
     let env = Env::init();
-    let peers = env.path("peers");
-    std::fs::create_dir_all(&peers).unwrap();
-    let http_port = free_port();
-    let pebble = Pebble::start(&peers, PebbleOpts { http_port, ..Default::default() });
+    let pebble = Pebble::start_in(env.root(), PebbleOpts::default());
+    let http_port = pebble.http_port;
     configure(
         &env,
         &pebble,
         &cert_entry(
             "standalone",
             &["standalone.pazpaz.test"],
-            &format!("{{ type = \"standalone\", listen = \"127.0.0.1:{http_port}\" }}"),
+            &pebble.standalone(),
             "key_type = \"p384\"\nkey_group = \"daemon\"",
         ),
     );
@@ -299,20 +296,8 @@ fn dns01_hook_publishes_through_challtestsrv_including_a_wildcard() {
 #[test]
 fn ari_window_decides_and_retry_after_is_remembered() {
     let env = Env::init();
-    let peers = env.path("peers");
-    std::fs::create_dir_all(&peers).unwrap();
-    let http_port = free_port();
-    let pebble = Pebble::start(&peers, PebbleOpts { http_port, ..Default::default() });
-    configure(
-        &env,
-        &pebble,
-        &cert_entry(
-            "ari",
-            &["ari.pazpaz.test"],
-            &format!("{{ type = \"standalone\", listen = \"127.0.0.1:{http_port}\" }}"),
-            "",
-        ),
-    );
+    let pebble = Pebble::start_in(env.root(), PebbleOpts::default());
+    configure(&env, &pebble, &cert_entry("ari", &["ari.pazpaz.test"], &pebble.standalone(), ""));
     env.run(&["run"]).code(0);
     let st = state_of(&env, "ari");
     let ari = &st["ari"];
@@ -368,16 +353,7 @@ fn without_renewal_information_a_third_of_the_lifetime_decides() {
         &peers,
         PebbleOpts { http_port, version: Version::V24, ..Default::default() },
     );
-    configure(
-        &env,
-        &pebble,
-        &cert_entry(
-            "life",
-            &["life.pazpaz.test"],
-            &format!("{{ type = \"standalone\", listen = \"127.0.0.1:{http_port}\" }}"),
-            "",
-        ),
-    );
+    configure(&env, &pebble, &cert_entry("life", &["life.pazpaz.test"], &pebble.standalone(), ""));
     env.run(&["run"]).code(0);
     let dirs = std::fs::read_to_string(env.path("state/acme/directories.json")).unwrap();
     assert!(dirs.contains("\"renewal_info\": false"), "{dirs}");
@@ -434,7 +410,7 @@ fn rejected_nonces_are_retried() {
         &cert_entry(
             "nonce",
             &["nonce.pazpaz.test", "www.nonce.pazpaz.test"],
-            &format!("{{ type = \"standalone\", listen = \"127.0.0.1:{http_port}\" }}"),
+            &pebble.standalone(),
             "",
         ),
     );

@@ -185,6 +185,8 @@ impl Default for PebbleOpts {
 pub struct Pebble {
     pub proc: Proc,
     pub port: u16,
+    /// Where Pebble's VA sends http-01 requests.
+    pub http_port: u16,
     pub mgmt_port: u16,
     pub tls: Tls,
     pub challsrv: ChallSrv,
@@ -236,7 +238,19 @@ impl Pebble {
         let mut proc = spawn("pebble", cmd, dir.join("pebble.log"));
         wait_port(&mut proc, port);
         wait_port(&mut proc, mgmt_port);
-        Pebble { proc, port, mgmt_port, tls, challsrv }
+        Pebble { proc, port, http_port: opts.http_port, mgmt_port, tls, challsrv }
+    }
+
+    /// A Pebble whose peers live in `root/peers`.
+    pub fn start_in(root: &Path, opts: PebbleOpts) -> Pebble {
+        let peers = root.join("peers");
+        std::fs::create_dir_all(&peers).unwrap();
+        Pebble::start(&peers, opts)
+    }
+
+    /// The challenge entry for keyward's own http-01 listener on Pebble's http port.
+    pub fn standalone(&self) -> String {
+        format!("{{ type = \"standalone\", listen = \"127.0.0.1:{}\" }}", self.http_port)
     }
 
     pub fn directory(&self) -> String {
