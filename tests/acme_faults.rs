@@ -560,3 +560,25 @@ fn a_rate_limit_is_remembered_and_no_request_is_sent_before_it_ends() {
     env.run_env(&["run"], &[("KEYWARD_NOW", &later)]).code(1);
     assert!(server.requests() > before);
 }
+
+#[test]
+fn a_profile_the_server_does_not_offer_is_refused_before_ordering() {
+    let env = Env::init();
+    let pebble = Pebble::start_in(env.root(), PebbleOpts::default());
+    write_config(
+        &env,
+        &acme_section(
+            &pebble.directory(),
+            Some(&pebble.tls.ca_file),
+            &cert("prof", "prof.pazpaz.test", &pebble.standalone(), "profile = \"shortlived\""),
+        ),
+    );
+    let r = env.run(&["run"]);
+    r.code(1);
+    assert!(
+        r.stdout.contains("ACME profile \"shortlived\", which the server does not offer"),
+        "{}",
+        r.stdout
+    );
+    assert!(!pebble.log().contains("POST /order-plz"));
+}

@@ -163,6 +163,8 @@ fn webroot_through_nginx_deploys_and_nginx_serves_a_chain_that_validates() {
     assert_eq!(std::fs::metadata(account.join("credentials.age")).unwrap().mode() & 0o777, 0o600);
     let account_url = std::fs::read_to_string(account.join("account.json")).unwrap();
     env.run(&["acme", "renew", "--force", "pazpaz.test"]).code(0);
+    // Without reuse_key every renewal has a new key.
+    assert_ne!(std::fs::read_to_string(live(&env, "pazpaz.test", "privkey")).unwrap(), key_pem);
     assert_eq!(std::fs::read_to_string(account.join("account.json")).unwrap(), account_url);
     assert_eq!(std::fs::read_dir(&accounts).unwrap().count(), 1);
     assert_eq!(
@@ -230,7 +232,7 @@ fn standalone_listener_with_p384_and_a_group_readable_key() {
             "standalone",
             &["standalone.pazpaz.test"],
             &pebble.standalone(),
-            "key_type = \"p384\"\nkey_group = \"daemon\"",
+            "key_type = \"p384\"\nkey_group = \"daemon\"\nreuse_key = true",
         ),
     );
     env.run(&["acme", "renew"]).code(0);
@@ -248,6 +250,10 @@ fn standalone_listener_with_p384_and_a_group_readable_key() {
     let doc = r.json();
     assert_eq!(doc["certificates"][0]["version"], 1, "{doc}");
     assert_eq!(doc["certificates"][0]["challenge"], "http-01 standalone");
+    // reuse_key: the renewal keeps the private key.
+    env.run(&["acme", "renew", "--force"]).code(0);
+    assert_eq!(std::fs::read_to_string(live(&env, "standalone", "privkey")).unwrap(), key_pem);
+    assert!(live_version(&env, "standalone").ends_with("cert2.pem"));
 }
 
 #[test]
