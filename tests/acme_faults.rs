@@ -194,6 +194,27 @@ fn a_failing_dns_hook_names_the_hook() {
     assert!(r.stdout.contains("dns-01 hook failed"), "{}", r.stdout);
     assert!(r.stdout.contains("no API token"), "{}", r.stdout);
     assert!(!env.path("letsencrypt/live/dns").exists());
+
+    // A hook that "succeeds" without publishing: the server's detail and the fix.
+    let silent = "{ type = \"dns-hook\", hook = { command = [\"true\"] } }";
+    write_config(
+        &env,
+        &acme_section(
+            &pebble.directory(),
+            Some(&pebble.tls.ca_file),
+            &cert("dns", "dns.pazpaz.test", silent, ""),
+        ),
+    );
+    let r = env.run(&["run"]);
+    r.code(1);
+    assert!(r.stdout.contains("dns-01 hook validation of dns.pazpaz.test"), "{}", r.stdout);
+    assert!(r.stdout.contains("the server says:"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("published the TXT record _acme-challenge.dns.pazpaz.test"),
+        "{}",
+        r.stdout
+    );
+    assert!(!env.path("letsencrypt/live/dns").exists());
 }
 
 #[test]
@@ -289,6 +310,15 @@ fn eab_registration_keeps_the_hmac_key_and_account_key_out_of_everything() {
     again.code(0);
     assert_eq!(again.json()["account"], doc["account"]);
     assert_eq!(again.json()["created"], false);
+
+    // A new --email updates the contact on the server and in the state.
+    let updated =
+        env.run(&["--format", "json", "acme", "register", "--email", "security@pazpaz.test"]);
+    updated.code(0);
+    assert_eq!(updated.json()["contact"][0], "mailto:security@pazpaz.test");
+    assert_eq!(updated.json()["account"], doc["account"]);
+    let listed = env.run(&["--format", "json", "acme", "list"]);
+    assert_eq!(listed.json()["account"], doc["account"]);
 
     for out in [&r.stdout, &r.stderr, &again.stdout, &again.stderr] {
         assert!(!out.contains(hmac));
