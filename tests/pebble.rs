@@ -428,3 +428,35 @@ fn rejected_nonces_are_retried() {
     let posts = log.matches("POST ").count();
     assert!(posts > 12, "expected retried POSTs, saw {posts}\n{log}");
 }
+
+#[test]
+fn a_certificate_the_server_does_not_know_falls_back_to_the_lifetime_rule() {
+    let env = Env::init();
+    let first = Pebble::start_in(env.root(), PebbleOpts::default());
+    configure(&env, &first, &cert_entry("moved", &["moved.pazpaz.test"], &first.standalone(), ""));
+    env.run(&["run"]).code(0);
+    let serial = state_of(&env, "moved")["serial"].clone();
+    drop(first);
+
+    // Another server (a restarted Pebble has new issuers) has never seen it.
+    let peers2 = env.path("peers2");
+    std::fs::create_dir_all(&peers2).unwrap();
+    let second = Pebble::start(&peers2, PebbleOpts::default());
+    let base = std::fs::read_to_string(env.config()).unwrap();
+    std::fs::write(env.config(), base.split("\n[acme]").next().unwrap()).unwrap();
+    configure(
+        &env,
+        &second,
+        &cert_entry("moved", &["moved.pazpaz.test"], &second.standalone(), ""),
+    );
+    let r = env.run(&["run"]);
+    r.code(0);
+    assert!(r.stdout.contains("nothing was due"), "{}", r.stdout);
+    assert_eq!(state_of(&env, "moved")["no_ari_serial"], serial);
+    let item = acme_item(&env, "moved");
+    assert_eq!(item["health"], "healthy", "{item}");
+    assert!(item["next_action"].as_str().unwrap().contains("1/3 of the lifetime"), "{item}");
+    let before = second.requests();
+    env.run(&["run"]).code(0);
+    assert_eq!(second.requests(), before);
+}

@@ -43,6 +43,14 @@ pub struct CertState {
     pub last_renewed: Option<String>,
     #[serde(default)]
     pub imported_from: Option<String>,
+    /// The server has no renewal information for this serial (it answered 404): the
+    /// lifetime rule decides for this certificate.
+    #[serde(default)]
+    pub no_ari_serial: Option<String>,
+    /// The directory that `ari` and `no_ari_serial` came from; another directory's
+    /// answers do not count.
+    #[serde(default)]
+    pub ari_directory: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -143,6 +151,11 @@ pub fn decide(
             fmt_time(info.not_after)
         ));
     }
+    let ari = if state.no_ari_serial.as_deref() == Some(info.serial.as_str()) {
+        Some(false)
+    } else {
+        ari
+    };
     match ari {
         Some(false) => {
             let when = lifetime_renewal(info);
@@ -318,6 +331,14 @@ mod tests {
             decide(t("2026-03-01T00:00:01Z"), Some(&i), &d, &s, Some(true), false),
             Decision::Due(_)
         ));
+        // A server that does not know the certificate: the lifetime rule decides.
+        let mut unknown = CertState { no_ari_serial: Some("01".into()), ..CertState::default() };
+        assert!(matches!(
+            decide(now, Some(&i), &d, &unknown, Some(true), false),
+            Decision::NotDue { .. }
+        ));
+        unknown.no_ari_serial = Some("02".into());
+        assert_eq!(decide(now, Some(&i), &d, &unknown, Some(true), false), Decision::AskAri);
         // A rate limit holds everything but --force.
         s.backoff_until = Some("2026-03-02T00:00:00Z".into());
         assert!(matches!(

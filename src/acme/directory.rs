@@ -33,6 +33,8 @@ pub trait AcmeDirectory: Send + Sync {
     fn requests(&self) -> usize;
     /// The `Retry-After` of the last error response (429/503), if any.
     fn last_retry_after(&self) -> Option<SystemTime>;
+    /// The HTTP status of the last response (instant-acme does not always keep it).
+    fn last_status(&self) -> Option<u16>;
 }
 
 type Inner = hyper_util::client::legacy::Client<
@@ -45,6 +47,7 @@ struct Shared {
     timeout: Duration,
     requests: AtomicUsize,
     retry_after: Mutex<Option<SystemTime>>,
+    last_status: Mutex<Option<u16>>,
 }
 
 /// The real directory, over HTTPS.
@@ -95,6 +98,7 @@ impl HttpsDirectory {
                 timeout,
                 requests: AtomicUsize::new(0),
                 retry_after: Mutex::new(None),
+                last_status: Mutex::new(None),
             }),
         })
     }
@@ -133,6 +137,10 @@ impl AcmeDirectory for HttpsDirectory {
     fn last_retry_after(&self) -> Option<SystemTime> {
         *self.shared.retry_after.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn last_status(&self) -> Option<u16> {
+        *self.shared.last_status.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 struct Client(Arc<Shared>);
@@ -169,6 +177,7 @@ impl HttpClient for Client {
                 Ok(Ok(rsp)) => rsp,
             };
             let status = rsp.status();
+            *shared.last_status.lock().unwrap_or_else(|p| p.into_inner()) = Some(status.as_u16());
             if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE
             {
                 let after = rsp

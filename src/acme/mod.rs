@@ -184,7 +184,11 @@ fn view<'a>(
 ) -> Result<View<'a>, AcmeError> {
     let lineage = Lineage::new(cert.output_base(acme, &ctx.config), &cert.name);
     let info = lineage.read_cert().and_then(|p| lineage::parse_cert(&p).ok());
-    let state = load_state(ctx, &cert.name)?;
+    let mut state = load_state(ctx, &cert.name)?;
+    if state.ari_directory.as_deref() != Some(acme.directory_url()) {
+        state.ari = None;
+        state.no_ari_serial = None;
+    }
     Ok(View { cert, lineage, info, state })
 }
 
@@ -302,28 +306,43 @@ impl<'c> Renewer<'c> {
         };
         let profiles: Vec<String> = loaded.account.profiles().map(|p| p.name.to_string()).collect();
         let res = s.rt.block_on(async { fault::retry_nonce!(loaded.account.renewal_info(&cid)) });
+        // 404 (Boulder) or 400 (Pebble): the server has no such certificate.
+        let status = s.dir.last_status();
+        let not_found = matches!(status, Some(400 | 404));
+        let dir_url = s.dir.url().to_string();
+        let res = match res {
+            Ok(x) => Ok(Some(x)),
+            Err(instant_acme::Error::Unsupported(_)) => Ok(None),
+            Err(_) if not_found => Err(None),
+            Err(e) => Err(Some(fault::from_acme(&s.dir, "fetch renewal information", e))),
+        };
+        let now = self.ctx.now;
         match res {
-            Ok((ri, retry)) => {
-                let start =
-                    chrono::DateTime::from_timestamp(ri.suggested_window.start.unix_timestamp(), 0)
-                        .unwrap_or(self.ctx.now);
-                let end =
-                    chrono::DateTime::from_timestamp(ri.suggested_window.end.unix_timestamp(), 0)
-                        .unwrap_or(self.ctx.now);
-                ari::record_window(
-                    state,
-                    &info.serial,
-                    start,
-                    end,
-                    retry,
-                    ri.explanation_url,
-                    self.ctx.now,
+            Ok(Some((ri, retry))) => {
+                let at = |t: time::OffsetDateTime| {
+                    chrono::DateTime::from_timestamp(t.unix_timestamp(), 0).unwrap_or(now)
+                };
+                let (start, end) = (at(ri.suggested_window.start), at(ri.suggested_window.end));
+                ari::record_window(state, &info.serial, start, end, retry, ri.explanation_url, now);
+                state.ari_directory = Some(dir_url);
+                self.remember(true, profiles)
+            }
+            Ok(None) => self.remember(false, profiles),
+            // The server does not know this certificate (issued elsewhere, or by a test
+            // server since restarted): the lifetime rule decides for it.
+            Err(None) => {
+                crate::info!(
+                    "acme: the server has no renewal information for serial {} (HTTP {}); renewing it when a third of its lifetime is left",
+                    info.serial,
+                    status.unwrap_or_default()
                 );
-                self.remember(true, profiles)?;
+                state.serial = Some(info.serial.clone());
+                state.ari = None;
+                state.no_ari_serial = Some(info.serial.clone());
+                state.ari_directory = Some(dir_url);
                 Ok(())
             }
-            Err(instant_acme::Error::Unsupported(_)) => self.remember(false, profiles),
-            Err(e) => Err(fault::from_acme(&s.dir, "fetch renewal information", e)),
+            Err(Some(e)) => Err(e),
         }
     }
 
@@ -566,6 +585,8 @@ impl<'c> Renewer<'c> {
             deploy_pending: !cert.deploy_hooks.is_empty(),
             last_renewed: Some(fmt_time(ctx.now)),
             imported_from: None,
+            no_ari_serial: None,
+            ari_directory: None,
         };
         save_state(ctx, &cert.name, &v.state)?;
         let detail = match (&old, &issued.replaced) {
