@@ -92,3 +92,26 @@ fn a_monitored_file_that_is_missing_is_failing() {
     assert_eq!(item["kind"], "certificate");
     assert_eq!(item["health"], "failing");
 }
+
+#[test]
+fn a_damaged_state_file_is_a_failing_line_not_a_broken_status() {
+    let env = Env::init();
+    with_acme(&env, ONE);
+    env.run(&["status"]);
+    let dir = env.path("state/acme/certificates");
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).unwrap();
+    let f = dir.join("pazpaz.health.json");
+    std::fs::write(&f, "{not json").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let r = env.run(&["--format", "json", "status"]);
+    r.code(3);
+    let item = r.json()["items"][0].clone();
+    assert_eq!(item["health"], "failing");
+    assert!(item["note"].as_str().unwrap().contains("pazpaz.health.json is damaged"), "{item}");
+    // A run reports it as a failed item and still finishes.
+    let r = env.run(&["run"]);
+    r.code(1);
+    assert!(r.stdout.contains("damaged"), "{}", r.stdout);
+}

@@ -1111,10 +1111,32 @@ pub fn status(ctx: &Context) -> Result<Vec<Item>, Error> {
     let Some(acme) = ctx.config.file.acme.as_ref() else {
         return Ok(Vec::new());
     };
-    let ari_known = load_dirs(ctx)?.get(acme.directory_url()).map(|d| d.renewal_info);
+    let ari_known = match load_dirs(ctx) {
+        Ok(d) => d.get(acme.directory_url()).map(|d| d.renewal_info),
+        Err(e) => {
+            crate::warn!("acme: {e}");
+            None
+        }
+    };
     let mut items = Vec::new();
     for cert in &acme.certificates {
-        let v = view(ctx, acme, cert)?;
+        let v = match view(ctx, acme, cert) {
+            Ok(v) => v,
+            Err(e) => {
+                items.push(Item {
+                    kind: "acme",
+                    name: cert.name.clone(),
+                    health: Health::Failing,
+                    not_after: None,
+                    days_left: None,
+                    next_action: None,
+                    version: None,
+                    last_rotated: None,
+                    note: e.to_string(),
+                });
+                continue;
+            }
+        };
         let d = ari::decide(ctx.now, v.info.as_ref(), &cert.domains, &v.state, ari_known, false);
         let days = v.info.as_ref().map(|i| days_until(ctx.now, i.not_after));
         let health = if v.state.last_failure.is_some() {
