@@ -9,7 +9,8 @@ mod pebble;
 
 use std::path::Path;
 
-use common::{Env, free_port, tree_contains};
+use common::{Env, tree_contains};
+use pebble::free_port;
 use pebble::{Nginx, Pebble, PebbleOpts};
 
 fn acme_section(directory: &str, ca_file: Option<&Path>, extra: &str) -> String {

@@ -9,7 +9,8 @@ mod pebble;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use common::{Env, free_port};
+use common::Env;
+use pebble::free_port;
 use pebble::{Nginx, Pebble, PebbleOpts, Version};
 
 /// Appends an `[acme]` section for `pebble` and the given certificate entries.

@@ -58,7 +58,7 @@ pub enum AcmeError {
     )]
     Timeout { url: String, op: String, secs: u64 },
     #[error(
-        "the ACME server {url} did not finish to {op} within acme.validation_timeout_seconds; check the server's status page, or raise the timeout"
+        "the ACME server {url} did not finish in time ({op}) within acme.validation_timeout_seconds; check the server's status page, or raise the timeout"
     )]
     ValidationTimeout { url: String, op: String },
     #[error(

@@ -14,7 +14,22 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::common::{free_port, require_tool};
+use super::common::require_tool;
+
+/// A free loopback port never handed out before in this process: tests run in
+/// parallel, and a port one test was given and released must not reach another test's
+/// server (a standalone listener answering 404 for someone else's token).
+pub fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = super::common::free_port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
 
 /// Pebble 2.6 and pebble-challtestsrv unpacked by scripts/fetch-pebble.
 pub fn pebble26_dir() -> PathBuf {
@@ -331,6 +346,22 @@ pub struct Nginx {
     pub proc: Proc,
     pub dir: PathBuf,
     pub http_port: u16,
+}
+
+impl Drop for Nginx {
+    /// SIGTERM to the master, which stops its workers before it exits (a SIGKILL would
+    /// leave the workers running).
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.proc.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.proc.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Nginx {
