@@ -11,7 +11,7 @@
 //! operator needs on stderr.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -216,14 +216,6 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = inner.source();
     }
     s
-}
-
-/// Where a directory's TLS trust comes from, for messages.
-pub fn describe_trust(ca_file: Option<&PathBuf>) -> String {
-    match ca_file {
-        Some(p) => format!("the system's roots and {}", p.display()),
-        None => "the system's roots".into(),
-    }
 }
 
 #[cfg(test)]
