@@ -229,6 +229,9 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(acme) = &self.file.acme {
+            acme.validate(&self.path)?;
+        }
         for (i, r) in self.file.dr.recipients.iter().enumerate() {
             if r.parse::<age::x25519::Recipient>().is_err() {
                 return Err(ConfigError::invalid(
