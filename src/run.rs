@@ -118,7 +118,7 @@ impl Human for Summary {
 /// `keyward run [--dry-run]` and `keyward plan`.
 pub fn run(ctx: &Context, dry_run: bool) -> Result<Exit, Error> {
     let _lock = if dry_run { None } else { Some(ctx.lock()?) };
-    let steps = vec![crate::ca::run_due(ctx, dry_run)];
+    let steps = vec![crate::ca::run_due(ctx, dry_run), crate::secrets::run_due(ctx, dry_run)];
     let exit = steps.iter().fold(Exit::Ok, |e, s| e.worst(s.exit()));
     let summary = Summary { dry_run, steps, exit };
     if !dry_run {

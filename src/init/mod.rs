@@ -32,7 +32,13 @@ impl InitError {
 }
 
 /// Every file `init` writes: path relative to the folder, and content.
-pub const FILES: &[(&str, &str)] = &[("keyward.toml", include_str!("keyward.toml"))];
+pub const FILES: &[(&str, &str)] = &[
+    ("keyward.toml", include_str!("keyward.toml")),
+    ("policies/application.toml", include_str!("../../policies/application.toml")),
+    ("policies/database.toml", include_str!("../../policies/database.toml")),
+    ("policies/storage.toml", include_str!("../../policies/storage.toml")),
+    ("policies/third-party.toml", include_str!("../../policies/third-party.toml")),
+];
 
 #[derive(Debug, Serialize)]
 pub struct Written {
