@@ -107,6 +107,14 @@ fn fault_after(t: &Target) {
     });
 }
 
+/// Why a target could not be changed, and whether it may have changed anyway.
+struct ApplyError {
+    message: String,
+    /// False when the target certainly still holds its old value (PostgreSQL refused
+    /// the login or the statement; an atomic env-file write failed).
+    maybe_changed: bool,
+}
+
 /// Puts `value` into target `t`. `other` is the value the target may hold now
 /// (PostgreSQL tries it to log in).
 fn apply(
@@ -116,15 +124,26 @@ fn apply(
     value: &SecretBytes,
     other: Option<&SecretBytes>,
     phase: &str,
-) -> Result<(), String> {
+) -> Result<(), ApplyError> {
     match &t.kind {
         TargetKind::Postgres { server, role } => {
             let mut candidates: Vec<&SecretBytes> = other.into_iter().collect();
             candidates.push(value);
-            server.set_password(role, &candidates, value).map_err(|e| e.to_string())
+            server.set_password(role, &candidates, value).map_err(|e| ApplyError {
+                maybe_changed: !matches!(
+                    e,
+                    super::postgres::PgError::Connect { .. }
+                        | super::postgres::PgError::Login { .. }
+                        | super::postgres::PgError::File { .. }
+                        | super::postgres::PgError::Runtime(_)
+                ),
+                message: e.to_string(),
+            })
         }
-        TargetKind::Env { path, key } => super::envfile::set(path, key, value)
-            .map_err(|e| format!("cannot write {key} to {}: {e}", path.display())),
+        TargetKind::Env { path, key } => super::envfile::set(path, key, value).map_err(|e| ApplyError {
+            message: format!("cannot write {key} to {}: {e}", path.display()),
+            maybe_changed: false,
+        }),
         TargetKind::Hook { name: hook_name, hook } => crate::hooks::run(
             hook_name,
             hook,
@@ -137,7 +156,7 @@ fn apply(
                 ],
             },
         )
-        .map_err(|e| e.to_string()),
+        .map_err(|e| ApplyError { message: e.to_string(), maybe_changed: true }),
     }
 }
 
@@ -282,13 +301,18 @@ fn drive(s: &mut Secrets, policy: &Policy, value: &SecretBytes, skip: Vec<String
     let (targets, _) = targets(s, policy);
     set_phase(s, &name, Phase::Applying, None).map_err(|e| e.to_string())?;
     let mut failure = None;
+    // The failed target, when it certainly kept its old value.
+    let mut untouched: Option<String> = None;
     for t in &targets {
         if skip.contains(&t.id) {
             continue;
         }
         set_phase(s, &name, Phase::Applying, Some(&t.id)).map_err(|e| e.to_string())?;
         if let Err(e) = apply(t, &name, version, value, current.as_ref().map(|c| &c.1), "apply") {
-            failure = Some((t, e));
+            if !e.maybe_changed {
+                untouched = Some(t.id.clone());
+            }
+            failure = Some((t, e.message));
             break;
         }
         fault_after(t);
@@ -307,7 +331,8 @@ fn drive(s: &mut Secrets, policy: &Policy, value: &SecretBytes, skip: Vec<String
         let headline = format!("{name}: {} failed: {err}", what(t));
         return Err(match current {
             Some((cur_version, cur)) => {
-                let touched = s.vault.entry(&name).and_then(|e| e.pending.as_ref()).map(|p| p.touched.clone()).unwrap_or_default();
+                let mut touched = s.vault.entry(&name).and_then(|e| e.pending.as_ref()).map(|p| p.touched.clone()).unwrap_or_default();
+                touched.retain(|t| Some(t) != untouched.as_ref());
                 match roll_back(policy, &targets, &touched, version, &cur, cur_version, value) {
                     Ok(()) => {
                         let _ = discard(s, &name, Some(&headline));
@@ -349,6 +374,7 @@ fn roll_back(
     let mut errors = Vec::new();
     for t in targets.iter().rev().filter(|t| touched.contains(&t.id)) {
         let r = apply(t, &policy.name, current_version, current, Some(pending), "rollback")
+            .map_err(|e| e.message)
             .and_then(|()| verify(t, current));
         if let Err(e) = r {
             errors.push(format!("{}: {e}", what(t)));
