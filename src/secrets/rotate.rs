@@ -219,7 +219,9 @@ pub fn change(
     } else {
         None
     };
+    let first = s.vault.entry(name).and_then(|e| e.current.as_ref()).is_none();
     let action = match kind {
+        ChangeKind::Rotate if first => "secret-create",
         ChangeKind::Rotate => "secret-rotate",
         ChangeKind::Set => "secret-set",
         ChangeKind::Rollback => "secret-rollback",
