@@ -1,0 +1,200 @@
+//! The secrets commands as an operator meets them: get/set/list/rotate/rollback,
+//! status with due dates, hooks (timeout, failure), the machine key, and tampering.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+
+use common::{Env, require_tool};
+
+fn vault(env: &Env) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(env.path("state/secrets/vault.json")).unwrap()).unwrap()
+}
+
+fn env_value(env: &Env, key: &str) -> String {
+    let f = keyward::secrets::envfile::read(&env.path("pazpaz/.env.production")).unwrap();
+    f.get(key).unwrap().as_str().unwrap().to_string()
+}
+
+fn add_config(env: &Env, extra: &str) {
+    let mut c = std::fs::read_to_string(env.config()).unwrap();
+    c.push_str(extra);
+    std::fs::write(env.config(), c).unwrap();
+}
+
+/// Runs keyward under a pseudo-terminal (util-linux `script`), so stdout is a tty.
+fn on_terminal(env: &Env, args: &str) -> (i32, String) {
+    let script = require_tool("script", "apt-get install -y bsdutils");
+    let cmd = format!("{} -c {} {args}", common::keyward_bin().display(), env.config().display());
+    let out = Command::new(script).args(["-qec", &cmd, "/dev/null"]).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn get_refuses_a_terminal_without_reveal_and_audits_reads() {
+    let env = Env::init();
+    env.run(&["run"]).code(0);
+    let value = env_value(&env, "SECRET_KEY");
+    let (code, out) = on_terminal(&env, "secrets get SECRET_KEY");
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("--reveal") && !out.contains(&value), "{out}");
+    let (code, out) = on_terminal(&env, "secrets get SECRET_KEY --reveal");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&value), "{out}");
+    // Into a pipe: the raw value, no newline.
+    let r = env.run(&["secrets", "get", "SECRET_KEY"]);
+    r.code(0);
+    assert_eq!(r.stdout, value);
+    // Never inside JSON.
+    env.run(&["--format", "json", "secrets", "get", "SECRET_KEY"]).code(2);
+    let audit = std::fs::read_to_string(env.path("state/audit.jsonl")).unwrap();
+    assert_eq!(audit.matches("\"action\":\"secret-reveal\"").count(), 2, "{audit}");
+    assert!(!audit.contains(&value));
+    env.run(&["secrets", "get", "NO_SUCH"]).code(2);
+    let r = env.run(&["secrets", "get", "SMTP_PASSWORD"]);
+    r.code(2);
+    assert!(r.stderr.contains("keyward secrets set SMTP_PASSWORD"), "{}", r.stderr);
+}
+
+#[test]
+fn set_reads_stdin_only() {
+    let env = Env::init();
+    let r = env.run_stdin(&["secrets", "set", "SMTP_PASSWORD"], b"");
+    r.code(2);
+    assert!(r.stderr.contains("stdin was empty"), "{}", r.stderr);
+    let (code, out) = on_terminal(&env, "secrets set SMTP_PASSWORD");
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("pipe it in"), "{out}");
+    env.run_stdin(&["secrets", "set", "SMTP_PASSWORD"], b"smtp-value-1\n").code(0);
+    assert_eq!(env_value(&env, "SMTP_PASSWORD"), "smtp-value-1");
+    env.run_stdin(&["secrets", "set", "SMTP_PASSWORD"], b"smtp-value-2\n").code(0);
+    let v = vault(&env);
+    assert_eq!(v["secrets"]["SMTP_PASSWORD"]["current"]["version"], 2);
+    assert_eq!(v["secrets"]["SMTP_PASSWORD"]["current"]["origin"], "imported");
+    assert_eq!(v["secrets"]["SMTP_PASSWORD"]["previous"]["version"], 1);
+    // Imported secrets are never generated.
+    let r = env.run(&["secrets", "rotate", "SMTP_PASSWORD"]);
+    r.code(2);
+    assert!(r.stderr.contains("keyward secrets set SMTP_PASSWORD"), "{}", r.stderr);
+}
+
+#[test]
+fn list_rotate_rollback_and_status_due_dates() {
+    let env = Env::init();
+    env.run(&["run"]).code(0);
+    let r = env.run(&["--format", "json", "secrets", "list"]);
+    r.code(0);
+    let doc = r.json();
+    let sk = doc["secrets"].as_array().unwrap().iter().find(|s| s["name"] == "SECRET_KEY").unwrap().clone();
+    assert_eq!(sk["version"], 1);
+    assert_eq!(sk["targets"][0], "env:pazpaz/SECRET_KEY");
+    assert!(sk["inactive_targets"][0].as_str().unwrap().contains("restart-api"), "{sk}");
+    let v1 = env_value(&env, "SECRET_KEY");
+    env.run(&["secrets", "rotate"]).code(2);
+    // Dry run changes nothing.
+    let r = env.run(&["secrets", "rotate", "SECRET_KEY", "--dry-run"]);
+    r.code(0);
+    assert!(r.stdout.contains("planned"), "{}", r.stdout);
+    assert_eq!(env_value(&env, "SECRET_KEY"), v1);
+    env.run(&["secrets", "rotate", "SECRET_KEY"]).code(0);
+    let v2 = env_value(&env, "SECRET_KEY");
+    assert_ne!(v1, v2);
+    env.run(&["secrets", "rollback", "SECRET_KEY"]).code(0);
+    assert_eq!(env_value(&env, "SECRET_KEY"), v1);
+    let r = env.run(&["secrets", "rollback", "ENCRYPTION_MASTER_KEY"]);
+    r.code(2);
+    assert!(r.stderr.contains("no previous version"), "{}", r.stderr);
+    // Only current and previous blobs are kept.
+    let blobs: Vec<_> = std::fs::read_dir(env.path("state/secrets/blobs")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.starts_with("SECRET_KEY.")).collect();
+    assert_eq!(blobs.len(), 2, "{blobs:?}");
+
+    // 80 days on: due soon; 91 days on: overdue, status exits 3, run rotates.
+    let st = env.run_env(&["--format", "json", "status"], &[("KEYWARD_NOW", &later(80))]);
+    st.code(0);
+    let item = |doc: &serde_json::Value, n: &str| doc["items"].as_array().unwrap().iter().find(|i| i["name"] == n).unwrap().clone();
+    assert_eq!(item(&st.json(), "CSRF_SECRET_KEY")["health"], "due-soon");
+    let st = env.run_env(&["status"], &[("KEYWARD_NOW", &later(91))]);
+    st.code(3);
+    assert!(st.stdout.contains("OVERDUE"), "{}", st.stdout);
+    let plan = env.run_env(&["plan"], &[("KEYWARD_NOW", &later(91))]);
+    plan.code(0);
+    assert!(plan.stdout.contains("CSRF_SECRET_KEY") && plan.stdout.contains("every 90 days"), "{}", plan.stdout);
+    assert!(!plan.stdout.contains("ENCRYPTION_MASTER_KEY"), "never rotated automatically: {}", plan.stdout);
+    let csrf = env_value(&env, "CSRF_SECRET_KEY");
+    env.run_env(&["run"], &[("KEYWARD_NOW", &later(91))]).code(0);
+    assert_ne!(env_value(&env, "CSRF_SECRET_KEY"), csrf);
+    env.run_env(&["status"], &[("KEYWARD_NOW", &later(91))]).code(0);
+    let r = env.run_env(&["run"], &[("KEYWARD_NOW", &later(91))]);
+    r.code(0);
+    assert!(r.stdout.contains("nothing was due"), "{}", r.stdout);
+}
+
+fn later(days: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::days(days)).to_rfc3339()
+}
+
+#[test]
+fn hook_failure_and_timeout_roll_back_the_env_file() {
+    let env = Env::init();
+    let log = env.path("hook.log");
+    add_config(
+        &env,
+        &format!(
+            "\n[secrets.hooks.restart-api]\ncommand = [\"sh\", \"-c\", \"echo $KEYWARD_PHASE $KEYWARD_SECRET >> {log}; test -e {flag} && [ $KEYWARD_PHASE = apply ] && sleep $(cat {flag}); exit 0\"]\ntimeout_seconds = 2\n",
+            log = log.display(),
+            flag = env.path("slow").display()
+        ),
+    );
+    env.run(&["run"]).code(0);
+    let v1 = env_value(&env, "SECRET_KEY");
+    std::fs::write(env.path("slow"), "30").unwrap();
+    let r = env.run(&["secrets", "rotate", "SECRET_KEY"]);
+    r.code(1);
+    assert!(r.stdout.contains("did not finish within 2s"), "{}", r.stdout);
+    assert!(r.stdout.contains("version 1 is still current"), "{}", r.stdout);
+    assert_eq!(env_value(&env, "SECRET_KEY"), v1);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.ends_with("apply SECRET_KEY\nrollback SECRET_KEY\n"), "{text}");
+    assert!(vault(&env)["secrets"]["SECRET_KEY"].get("pending").is_none());
+    std::fs::remove_file(env.path("slow")).unwrap();
+    env.run(&["secrets", "rotate", "SECRET_KEY"]).code(0);
+    assert_ne!(env_value(&env, "SECRET_KEY"), v1);
+}
+
+#[test]
+fn machine_key_is_private_and_never_replaced() {
+    let env = Env::init();
+    env.run(&["run"]).code(0);
+    let key = env.path("machine.key");
+    assert_eq!(std::fs::metadata(&key).unwrap().mode() & 0o777, 0o600);
+    // The state folder alone reveals nothing: no value in plaintext.
+    let value = env_value(&env, "SECRET_KEY");
+    assert!(common::tree_contains(&env.path("state"), value.as_bytes()).is_empty());
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let r = env.run(&["secrets", "get", "SECRET_KEY"]);
+    r.code(2);
+    assert!(r.stderr.contains("chmod 0600"), "{}", r.stderr);
+    std::fs::rename(&key, env.path("machine.key.bak")).unwrap();
+    let r = env.run(&["secrets", "rotate", "SECRET_KEY"]);
+    r.code(1);
+    assert!(r.stdout.contains("machine key") && r.stdout.contains("DR export"), "{}", r.stdout);
+    assert!(!key.exists(), "a new key must not be made while values depend on the old one");
+    // status and plan need no key.
+    env.run(&["status"]).code(0);
+}
+
+#[test]
+fn a_tampered_store_is_refused_with_the_fix() {
+    let env = Env::init();
+    env.run(&["run"]).code(0);
+    let blobs = env.path("state/secrets/blobs");
+    std::fs::copy(blobs.join("CSRF_SECRET_KEY.v1.age"), blobs.join("SECRET_KEY.v1.age")).unwrap();
+    let r = env.run(&["secrets", "get", "SECRET_KEY"]);
+    r.code(1);
+    assert!(r.stderr.contains("tampered"), "{}", r.stderr);
+    std::fs::write(env.path("state/secrets/vault.json"), "{ broken").unwrap();
+    let r = env.run(&["secrets", "list"]);
+    r.code(1);
+    assert!(r.stderr.contains("vault.json is damaged"), "{}", r.stderr);
+}
