@@ -6,8 +6,17 @@ mod common;
 use common::Env;
 
 const NAMES: &[&str] = &[
-    "POSTGRES_PASSWORD", "REDIS_PASSWORD", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "S3_ACCESS_KEY",
-    "S3_SECRET_KEY", "SECRET_KEY", "ENCRYPTION_MASTER_KEY", "CSRF_SECRET_KEY", "SMTP_PASSWORD", "SENTRY_DSN",
+    "POSTGRES_PASSWORD",
+    "REDIS_PASSWORD",
+    "MINIO_ROOT_USER",
+    "MINIO_ROOT_PASSWORD",
+    "S3_ACCESS_KEY",
+    "S3_SECRET_KEY",
+    "SECRET_KEY",
+    "ENCRYPTION_MASTER_KEY",
+    "CSRF_SECRET_KEY",
+    "SMTP_PASSWORD",
+    "SENTRY_DSN",
 ];
 
 fn policies() -> String {
@@ -29,7 +38,12 @@ fn presence(env: &Env, vars: &[(String, String)], extra: &[&str]) -> common::Run
 
 #[track_caller]
 fn no_canary(r: &common::Run, canary: &str) {
-    assert!(!r.stdout.contains(canary) && !r.stderr.contains(canary), "a value leaked:\n{}\n{}", r.stdout, r.stderr);
+    assert!(
+        !r.stdout.contains(canary) && !r.stderr.contains(canary),
+        "a value leaked:\n{}\n{}",
+        r.stdout,
+        r.stderr
+    );
 }
 
 #[test]
@@ -50,7 +64,19 @@ fn env_source_all_present_exits_0_in_every_format() {
     assert_eq!(doc["summary"]["missing"], 0);
     assert_eq!(doc["summary"]["required"], NAMES.len());
     let row = &doc["secrets"][0];
-    for key in ["name", "description", "required", "required_in", "github_scopes", "state", "updated_at", "age_days", "rotation_days", "due", "overdue"] {
+    for key in [
+        "name",
+        "description",
+        "required",
+        "required_in",
+        "github_scopes",
+        "state",
+        "updated_at",
+        "age_days",
+        "rotation_days",
+        "due",
+        "overdue",
+    ] {
         assert!(row.get(key).is_some(), "missing {key} in {row}");
     }
     // Nothing about the value: no length, no prefix, no hash.
@@ -76,11 +102,16 @@ fn a_missing_or_empty_secret_exits_3_with_annotations_and_summary() {
     let r = presence(&env, &vars, &["--environment", "production", "--format", "github"]);
     r.code(3);
     no_canary(&r, canary);
-    let errors: Vec<&str> = r.stdout.lines().filter(|l| l.starts_with("::error title=Missing secret::")).collect();
+    let errors: Vec<&str> =
+        r.stdout.lines().filter(|l| l.starts_with("::error title=Missing secret::")).collect();
     assert_eq!(errors.len(), 2, "{}", r.stdout);
     assert!(errors[0].contains("SECRET_KEY is required in production"), "{}", r.stdout);
     assert!(errors[1].contains("SENTRY_DSN"), "{}", r.stdout);
-    assert!(r.stdout.contains("::notice title=Secret presence::9 of 11 required secrets present"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("::notice title=Secret presence::9 of 11 required secrets present"),
+        "{}",
+        r.stdout
+    );
     let md = std::fs::read_to_string(&summary).unwrap();
     assert!(md.starts_with("previous step\n### Secret presence"), "appended, not replaced:\n{md}");
     assert!(md.contains("| `SECRET_KEY` | ❌ missing |"), "{md}");
@@ -94,7 +125,13 @@ fn a_missing_or_empty_secret_exits_3_with_annotations_and_summary() {
     }
     let doc = presence(&env, &vars, &["--environment", "production", "--format", "json"]).json();
     assert_eq!(doc["summary"]["missing"], 2);
-    let sk = doc["secrets"].as_array().unwrap().iter().find(|s| s["name"] == "SECRET_KEY").unwrap().clone();
+    let sk = doc["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "SECRET_KEY")
+        .unwrap()
+        .clone();
     assert_eq!(sk["state"], "missing");
     // Not required in staging: absent, exit 0.
     let r = presence(&env, &vars, &["--environment", "staging", "--format", "json"]);
@@ -112,11 +149,25 @@ fn workflow_command_data_is_escaped() {
         "[[secret]]\nname = \"ODD_ONE\"\ndescription = \"100% odd:\\nsecond line, really\"\ngenerator = { kind = \"imported\" }\nrequired_in = [\"production\"]\n",
     )
     .unwrap();
-    let r = env.run(&["report", "presence", "--source", "env", "--policies", dir.to_str().unwrap(), "--format", "github"]);
+    let r = env.run(&[
+        "report",
+        "presence",
+        "--source",
+        "env",
+        "--policies",
+        dir.to_str().unwrap(),
+        "--format",
+        "github",
+    ]);
     r.code(3);
     let line = r.stdout.lines().next().unwrap();
     assert!(line.contains("100%25 odd:%0Asecond line, really"), "{line}");
-    assert_eq!(r.stdout.lines().count(), 2, "a newline in the data must not start a new command:\n{}", r.stdout);
+    assert_eq!(
+        r.stdout.lines().count(),
+        2,
+        "a newline in the data must not start a new command:\n{}",
+        r.stdout
+    );
 }
 
 #[test]
@@ -130,7 +181,13 @@ fn state_source_reads_the_store() {
     let doc = r.json();
     assert_eq!(doc["environment"], "production", "the configured environment is the default");
     assert_eq!(doc["summary"]["missing"], 2);
-    let sk = doc["secrets"].as_array().unwrap().iter().find(|s| s["name"] == "SECRET_KEY").unwrap().clone();
+    let sk = doc["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "SECRET_KEY")
+        .unwrap()
+        .clone();
     assert_eq!(sk["state"], "present");
     assert!(sk["updated_at"].is_string() && sk["due"].is_string(), "{sk}");
     assert_eq!(sk["age_days"], 0);
@@ -140,7 +197,10 @@ fn state_source_reads_the_store() {
     r.code(0);
     assert!(!r.stdout.contains("canary"), "{}", r.stdout);
     // A year on, rotations are overdue: present still, flagged overdue.
-    let r = env.run_env(&["--format", "json", "report", "presence", "--source", "state"], &[("KEYWARD_NOW", "2027-12-31T00:00:00Z")]);
+    let r = env.run_env(
+        &["--format", "json", "report", "presence", "--source", "state"],
+        &[("KEYWARD_NOW", "2027-12-31T00:00:00Z")],
+    );
     r.code(0);
     assert!(r.json()["summary"]["overdue"].as_u64().unwrap() > 0);
 }

@@ -29,10 +29,10 @@ fn proc_hits() -> Vec<String> {
                 continue;
             }
             for f in ["cmdline", "environ"] {
-                if let Ok(b) = std::fs::read(e.path().join(f)) {
-                    if b.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()) {
-                        hits.push(format!("/proc/{}/{f}", pid.to_string_lossy()));
-                    }
+                if let Ok(b) = std::fs::read(e.path().join(f))
+                    && b.windows(CANARY.len()).any(|w| w == CANARY.as_bytes())
+                {
+                    hits.push(format!("/proc/{}/{f}", pid.to_string_lossy()));
                 }
             }
         }
@@ -79,7 +79,11 @@ fn the_canary_never_leaks() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(during_hook > 0 && scans > 0, "no scan happened while the hook ran");
-    assert_eq!(std::fs::read_to_string(format!("{}.SMTP_PASSWORD", got.display())).unwrap(), CANARY, "the hook got it on stdin");
+    assert_eq!(
+        std::fs::read_to_string(format!("{}.SMTP_PASSWORD", got.display())).unwrap(),
+        CANARY,
+        "the hook got it on stdin"
+    );
     assert!(!String::from_utf8_lossy(&out.stdout).contains(CANARY));
     assert!(!String::from_utf8_lossy(&out.stderr).contains(CANARY));
 
@@ -134,7 +138,9 @@ fn the_canary_never_leaks() {
     // Nothing at rest in plaintext outside the env file target and the hook's output.
     let leaks: Vec<_> = common::tree_contains(env.root(), CANARY.as_bytes())
         .into_iter()
-        .filter(|p| !p.ends_with("pazpaz/.env.production") && !p.to_string_lossy().contains("hook-got"))
+        .filter(|p| {
+            !p.ends_with("pazpaz/.env.production") && !p.to_string_lossy().contains("hook-got")
+        })
         .collect();
     assert!(leaks.is_empty(), "the canary is at rest in {leaks:?}");
     let audit = std::fs::read_to_string(env.path("state/audit.jsonl")).unwrap();

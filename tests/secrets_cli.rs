@@ -86,7 +86,13 @@ fn list_rotate_rollback_and_status_due_dates() {
     let r = env.run(&["--format", "json", "secrets", "list"]);
     r.code(0);
     let doc = r.json();
-    let sk = doc["secrets"].as_array().unwrap().iter().find(|s| s["name"] == "SECRET_KEY").unwrap().clone();
+    let sk = doc["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "SECRET_KEY")
+        .unwrap()
+        .clone();
     assert_eq!(sk["version"], 1);
     assert_eq!(sk["targets"][0], "env:pazpaz/SECRET_KEY");
     assert!(sk["inactive_targets"][0].as_str().unwrap().contains("restart-api"), "{sk}");
@@ -106,21 +112,35 @@ fn list_rotate_rollback_and_status_due_dates() {
     r.code(2);
     assert!(r.stderr.contains("no previous version"), "{}", r.stderr);
     // Only current and previous blobs are kept.
-    let blobs: Vec<_> = std::fs::read_dir(env.path("state/secrets/blobs")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.starts_with("SECRET_KEY.")).collect();
+    let blobs: Vec<_> = std::fs::read_dir(env.path("state/secrets/blobs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("SECRET_KEY."))
+        .collect();
     assert_eq!(blobs.len(), 2, "{blobs:?}");
 
     // 80 days on: due soon; 91 days on: overdue, status exits 3, run rotates.
     let st = env.run_env(&["--format", "json", "status"], &[("KEYWARD_NOW", &later(80))]);
     st.code(0);
-    let item = |doc: &serde_json::Value, n: &str| doc["items"].as_array().unwrap().iter().find(|i| i["name"] == n).unwrap().clone();
+    let item = |doc: &serde_json::Value, n: &str| {
+        doc["items"].as_array().unwrap().iter().find(|i| i["name"] == n).unwrap().clone()
+    };
     assert_eq!(item(&st.json(), "CSRF_SECRET_KEY")["health"], "due-soon");
     let st = env.run_env(&["status"], &[("KEYWARD_NOW", &later(91))]);
     st.code(3);
     assert!(st.stdout.contains("OVERDUE"), "{}", st.stdout);
     let plan = env.run_env(&["plan"], &[("KEYWARD_NOW", &later(91))]);
     plan.code(0);
-    assert!(plan.stdout.contains("CSRF_SECRET_KEY") && plan.stdout.contains("every 90 days"), "{}", plan.stdout);
-    assert!(!plan.stdout.contains("ENCRYPTION_MASTER_KEY"), "never rotated automatically: {}", plan.stdout);
+    assert!(
+        plan.stdout.contains("CSRF_SECRET_KEY") && plan.stdout.contains("every 90 days"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        !plan.stdout.contains("ENCRYPTION_MASTER_KEY"),
+        "never rotated automatically: {}",
+        plan.stdout
+    );
     let csrf = env_value(&env, "CSRF_SECRET_KEY");
     env.run_env(&["run"], &[("KEYWARD_NOW", &later(91))]).code(0);
     assert_ne!(env_value(&env, "CSRF_SECRET_KEY"), csrf);

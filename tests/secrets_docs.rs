@@ -12,7 +12,8 @@ fn committed_reference_matches_the_policies() {
     let env = Env::empty();
     let r = env.run(&["secrets", "docs", "--policies", &format!("{ROOT}/policies")]);
     r.code(0);
-    let committed = std::fs::read_to_string(format!("{ROOT}/docs/deployment/github-cd-secrets.md")).unwrap();
+    let committed =
+        std::fs::read_to_string(format!("{ROOT}/docs/deployment/github-cd-secrets.md")).unwrap();
     assert!(
         committed == r.stdout,
         "docs/deployment/github-cd-secrets.md is out of date with policies/: run\n  cargo run -- secrets docs --policies policies -o docs/deployment/github-cd-secrets.md"
@@ -29,8 +30,13 @@ fn docs_writes_a_file_from_the_configured_policies() {
     let r = env.run(&["secrets", "docs", "-o", out.to_str().unwrap()]);
     r.code(0);
     assert!(r.stdout.contains("11 secrets"), "{}", r.stdout);
-    let committed = std::fs::read_to_string(format!("{ROOT}/docs/deployment/github-cd-secrets.md")).unwrap();
-    assert_eq!(std::fs::read_to_string(out).unwrap(), committed, "init writes the repository's policies");
+    let committed =
+        std::fs::read_to_string(format!("{ROOT}/docs/deployment/github-cd-secrets.md")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out).unwrap(),
+        committed,
+        "init writes the repository's policies"
+    );
 }
 
 #[test]
@@ -39,6 +45,10 @@ fn init_writes_the_repositorys_policies() {
     for f in std::fs::read_dir(format!("{ROOT}/policies")).unwrap() {
         let f = f.unwrap();
         let written = env.path("policies").join(f.file_name());
-        assert_eq!(std::fs::read(&written).unwrap(), std::fs::read(f.path()).unwrap(), "{written:?}");
+        assert_eq!(
+            std::fs::read(&written).unwrap(),
+            std::fs::read(f.path()).unwrap(),
+            "{written:?}"
+        );
     }
 }

@@ -45,7 +45,11 @@ fn rotation_preserves_everything_else() {
     stored.code(0);
     assert_eq!(v.expose(), stored.stdout.as_bytes());
     assert_eq!(f.keys().iter().filter(|k| **k == "SECRET_KEY").count(), 2, "{after}");
-    assert_eq!(after.matches(&format!("SECRET_KEY={}\r\n", v.as_str().unwrap())).count(), 2, "{after}");
+    assert_eq!(
+        after.matches(&format!("SECRET_KEY={}\r\n", v.as_str().unwrap())).count(),
+        2,
+        "{after}"
+    );
     assert!(after.contains("\r\nexport SECRET_KEY="), "{after}");
     // Every other original line is there, byte for byte and in order.
     let original: Vec<String> = lines_without(TRICKY, "SECRET_KEY");
@@ -54,13 +58,19 @@ fn rotation_preserves_everything_else() {
     // The old last line got a CRLF separator; the file still ends without a newline.
     assert!(after.contains("LAST_LINE_NO_NEWLINE=yes\r\n"), "{after}");
     assert!(!after.ends_with('\n'), "{after:?}");
-    assert!(!after.contains("\n\n") && after.matches('\n').count() == after.matches("\r\n").count(), "mixed endings: {after:?}");
+    assert!(
+        !after.contains("\n\n") && after.matches('\n').count() == after.matches("\r\n").count(),
+        "mixed endings: {after:?}"
+    );
     // Untouched values still read the same.
     assert_eq!(f.get("GREETING").unwrap().expose(), b"it has # and = inside");
     assert_eq!(f.get("COMPOSE_PROJECT_NAME").unwrap().expose(), b"pazpaz");
     assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
     // No temp file left beside it.
-    let names: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names.len(), 1, "{names:?}");
 }
 

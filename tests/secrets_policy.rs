@@ -14,7 +14,12 @@ fn with_policy(text: &str) -> Env {
 #[track_caller]
 fn refused(env: &Env, want: &[&str]) {
     let before = tree(env.root());
-    for args in [&["secrets", "list"][..], &["status"], &["secrets", "rotate", "--due"], &["report", "presence", "--source", "state"]] {
+    for args in [
+        &["secrets", "list"][..],
+        &["status"],
+        &["secrets", "rotate", "--due"],
+        &["report", "presence", "--source", "state"],
+    ] {
         let r = env.run(args);
         r.code(2);
         let file = env.path("policies/zz-test.toml").display().to_string();
@@ -29,14 +34,20 @@ fn refused(env: &Env, want: &[&str]) {
     for w in want {
         assert!(r.stdout.contains(w), "run: expected {w:?} in {}", r.stdout);
     }
-    let after: Vec<_> = tree(env.root()).into_iter().filter(|p| !p.starts_with(env.path("state"))).collect();
+    let after: Vec<_> =
+        tree(env.root()).into_iter().filter(|p| !p.starts_with(env.path("state"))).collect();
     let before: Vec<_> = before.into_iter().filter(|p| !p.starts_with(env.path("state"))).collect();
     assert_eq!(after, before, "a bad policy must not write any target or key");
 }
 
 #[test]
 fn names_follow_githubs_rules() {
-    for (name, why) in [("lower_case", "contains 'l'"), ("1ST", "starts with a digit"), ("GITHUB_TOKEN", "GITHUB_"), ("WITH-DASH", "contains '-'")] {
+    for (name, why) in [
+        ("lower_case", "contains 'l'"),
+        ("1ST", "starts with a digit"),
+        ("GITHUB_TOKEN", "GITHUB_"),
+        ("WITH-DASH", "contains '-'"),
+    ] {
         let env = with_policy(&format!(
             "# test\n[[secret]]\nname = \"{name}\"\ndescription = \"x\"\ngenerator = {{ kind = \"hex\", bytes = 32 }}\n"
         ));
@@ -46,23 +57,37 @@ fn names_follow_githubs_rules() {
 
 #[test]
 fn unknown_keys_and_bad_values_name_their_line() {
-    let env = with_policy("[[secret]]\nname = \"X_KEY\"\ndescription = \"x\"\ngenerator = { kind = \"hex\", bytes = 32 }\nrotaton_days = 30\n");
+    let env = with_policy(
+        "[[secret]]\nname = \"X_KEY\"\ndescription = \"x\"\ngenerator = { kind = \"hex\", bytes = 32 }\nrotaton_days = 30\n",
+    );
     refused(&env, &["zz-test.toml:5:", "rotaton_days"]);
-    let env = with_policy("[[secret]]\nname = \"X_KEY\"\ndescription = \"x\"\ngenerator = { kind = \"password\", length = 8 }\n");
+    let env = with_policy(
+        "[[secret]]\nname = \"X_KEY\"\ndescription = \"x\"\ngenerator = { kind = \"password\", length = 8 }\n",
+    );
     refused(&env, &["zz-test.toml:4:", "secret X_KEY: generator", "length = 8"]);
-    let env = with_policy("[[secret]]\nname = \"X_KEY\"\ndescription = \"x\"\ngenerator = { kind = \"uuid\" }\n");
+    let env = with_policy(
+        "[[secret]]\nname = \"X_KEY\"\ndescription = \"x\"\ngenerator = { kind = \"uuid\" }\n",
+    );
     refused(&env, &["zz-test.toml:4:", "uuid"]);
-    let env = with_policy("[[secret]]\nname = \"X_KEY\"\ndescription = \"x\"\ngenerator = { kind = \"hex\", bytes = 32 }\nrequired_in = [\"prod uction\"]\n");
+    let env = with_policy(
+        "[[secret]]\nname = \"X_KEY\"\ndescription = \"x\"\ngenerator = { kind = \"hex\", bytes = 32 }\nrequired_in = [\"prod uction\"]\n",
+    );
     refused(&env, &["zz-test.toml:5:", "required_in"]);
-    let env = with_policy("[[secret]]\nname = \"X_KEY\"\ndescription = \"x\"\ngenerator = { kind = \"hex\", bytes = 32 }\ngithub = [{ scope = \"planet\" }]\n");
+    let env = with_policy(
+        "[[secret]]\nname = \"X_KEY\"\ndescription = \"x\"\ngenerator = { kind = \"hex\", bytes = 32 }\ngithub = [{ scope = \"planet\" }]\n",
+    );
     refused(&env, &["zz-test.toml:5:", "planet"]);
-    let env = with_policy("[[secret]]\nname = \"X_KEY\"\ndescription = \"x\"\ngenerator = { kind = \"hex\", bytes = 32 }\n[[secret\n");
+    let env = with_policy(
+        "[[secret]]\nname = \"X_KEY\"\ndescription = \"x\"\ngenerator = { kind = \"hex\", bytes = 32 }\n[[secret\n",
+    );
     refused(&env, &["zz-test.toml:5:"]);
 }
 
 #[test]
 fn a_name_defined_twice_points_at_both() {
-    let env = with_policy("[[secret]]\nname = \"SECRET_KEY\"\ndescription = \"again\"\ngenerator = { kind = \"hex\", bytes = 32 }\n");
+    let env = with_policy(
+        "[[secret]]\nname = \"SECRET_KEY\"\ndescription = \"again\"\ngenerator = { kind = \"hex\", bytes = 32 }\n",
+    );
     refused(&env, &["zz-test.toml:2:8", "already defined at", "application.toml:"]);
 }
 
@@ -70,11 +95,20 @@ fn a_name_defined_twice_points_at_both() {
 fn bad_secrets_config_is_a_usage_error() {
     let env = Env::init();
     let text = std::fs::read_to_string(env.config()).unwrap();
-    std::fs::write(env.config(), text.replace("machine_key = \"machine.key\"", "machine_key = \"state/machine.key\"")).unwrap();
+    std::fs::write(
+        env.config(),
+        text.replace("machine_key = \"machine.key\"", "machine_key = \"state/machine.key\""),
+    )
+    .unwrap();
     let r = env.run(&["secrets", "list"]);
     r.code(2);
-    assert!(r.stderr.contains("secrets.machine_key") && r.stderr.contains("inside the state folder"), "{}", r.stderr);
-    std::fs::write(env.config(), text.replace("[secrets.env_files]", "[secrets.env_filez]")).unwrap();
+    assert!(
+        r.stderr.contains("secrets.machine_key") && r.stderr.contains("inside the state folder"),
+        "{}",
+        r.stderr
+    );
+    std::fs::write(env.config(), text.replace("[secrets.env_files]", "[secrets.env_filez]"))
+        .unwrap();
     let r = env.run(&["secrets", "list"]);
     r.code(2);
     assert!(r.stderr.contains("env_filez"), "{}", r.stderr);

@@ -25,7 +25,22 @@ fn psql_bin() -> std::path::PathBuf {
 /// client reading the env file would).
 fn login(pg: &Postgres, password: &str) -> bool {
     Command::new(psql_bin())
-        .args(["-X", "-w", "-A", "-t", "-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", "pazpaz", "-d", "postgres", "-c", "SELECT 1"])
+        .args([
+            "-X",
+            "-w",
+            "-A",
+            "-t",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            "pazpaz",
+            "-d",
+            "postgres",
+            "-c",
+            "SELECT 1",
+        ])
         .env("PGPASSWORD", password)
         .env_remove("PGPASSFILE")
         .output()
@@ -80,7 +95,8 @@ timeout_seconds = 10
     ));
     std::fs::write(env.config(), config).unwrap();
     // Bootstrap: import the password the role has today, then create the rest.
-    env.run_stdin(&["secrets", "set", "POSTGRES_PASSWORD"], format!("{INITIAL}\n").as_bytes()).code(0);
+    env.run_stdin(&["secrets", "set", "POSTGRES_PASSWORD"], format!("{INITIAL}\n").as_bytes())
+        .code(0);
     env.run(&["run"]).code(0);
     Setup { pg, env }
 }
@@ -100,9 +116,17 @@ fn assert_consistent(s: &Setup) -> String {
     let e = &v["secrets"]["POSTGRES_PASSWORD"];
     assert!(e.get("pending").is_none(), "a pending version was left: {e}");
     let current = get(&s.env, "POSTGRES_PASSWORD");
-    assert_eq!(env_value(&envfile(&s.env), "POSTGRES_PASSWORD"), current, "env file and store disagree");
+    assert_eq!(
+        env_value(&envfile(&s.env), "POSTGRES_PASSWORD"),
+        current,
+        "env file and store disagree"
+    );
     assert!(login(&s.pg, &current), "the current password does not log in");
-    assert_eq!(std::fs::read_to_string(s.env.path("hook-got.POSTGRES_PASSWORD")).unwrap(), current, "the hook last got another value");
+    assert_eq!(
+        std::fs::read_to_string(s.env.path("hook-got.POSTGRES_PASSWORD")).unwrap(),
+        current,
+        "the hook last got another value"
+    );
     current
 }
 
@@ -121,15 +145,25 @@ fn rotation_end_to_end_old_password_refused() {
     assert!(login(&s.pg, &env_value(&envfile(&s.env), "POSTGRES_PASSWORD")));
     // The password went over the wire as a SCRAM verifier: never in the server log.
     let log = s.pg.log();
-    assert!(log.contains("SCRAM-SHA-256$4096:"), "log_statement=all should show the verifier:\n{log}");
+    assert!(
+        log.contains("SCRAM-SHA-256$4096:"),
+        "log_statement=all should show the verifier:\n{log}"
+    );
     for pw in [now.as_str(), INITIAL] {
-        let lines: Vec<&str> = log.lines().filter(|l| l.contains(pw) && !l.contains("CREATE ROLE")).collect();
+        let lines: Vec<&str> =
+            log.lines().filter(|l| l.contains(pw) && !l.contains("CREATE ROLE")).collect();
         assert!(lines.is_empty(), "a password reached the server log: {lines:?}");
     }
     // Status shows the version and due date.
     let st = s.env.run(&["--format", "json", "status"]);
     st.code(0);
-    let item = st.json()["items"].as_array().unwrap().iter().find(|i| i["name"] == "POSTGRES_PASSWORD").cloned().unwrap();
+    let item = st.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "POSTGRES_PASSWORD")
+        .cloned()
+        .unwrap();
     assert_eq!(item["version"], 2);
     assert!(item["next_action"].as_str().unwrap().starts_with("20"), "{item}");
 }
@@ -190,7 +224,8 @@ fn crash_then_rerun(phase: &str) {
     let s = setup();
     let before = assert_consistent(&s);
     let fault = format!("rotate:{phase}");
-    let r: Run = s.env.run_env(&["secrets", "rotate", "POSTGRES_PASSWORD"], &[("KEYWARD_FAULT", &fault)]);
+    let r: Run =
+        s.env.run_env(&["secrets", "rotate", "POSTGRES_PASSWORD"], &[("KEYWARD_FAULT", &fault)]);
     assert_ne!(r.code, 0, "the fault at {phase} did not stop keyward:\n{}\n{}", r.stdout, r.stderr);
     assert!(r.stderr.contains(&format!("aborting at {fault}")), "{}", r.stderr);
     // Between the crash and the re-run, the env file holds a password that works, or
@@ -198,7 +233,10 @@ fn crash_then_rerun(phase: &str) {
     let on_disk = env_value(&envfile(&s.env), "POSTGRES_PASSWORD");
     let v = vault(&s.env);
     let pending = &v["secrets"]["POSTGRES_PASSWORD"]["pending"];
-    assert!(login(&s.pg, &on_disk) || pending.is_object(), "{phase}: nothing works and nothing is pending");
+    assert!(
+        login(&s.pg, &on_disk) || pending.is_object(),
+        "{phase}: nothing works and nothing is pending"
+    );
     // The timer's next run finishes or rolls back.
     let r = s.env.run(&["--format", "json", "run"]);
     r.code(0);
@@ -212,8 +250,16 @@ fn crash_then_rerun(phase: &str) {
     }
     if phase != "after-promote" {
         let doc = r.json();
-        let actions = doc["steps"].as_array().unwrap().iter().flat_map(|s| s["actions"].as_array().unwrap().clone()).collect::<Vec<_>>();
-        let a = actions.iter().find(|a| a["object"] == "POSTGRES_PASSWORD").unwrap_or_else(|| panic!("{doc}"));
+        let actions = doc["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["actions"].as_array().unwrap().clone())
+            .collect::<Vec<_>>();
+        let a = actions
+            .iter()
+            .find(|a| a["object"] == "POSTGRES_PASSWORD")
+            .unwrap_or_else(|| panic!("{doc}"));
         assert!(a["action"].as_str().unwrap().starts_with("recover"), "{a}");
     }
     // And a normal rotation works afterwards.

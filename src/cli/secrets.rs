@@ -102,7 +102,8 @@ pub fn dispatch(cmd: SecretsCommand, global: &Global) -> Result<Exit, Error> {
 /// The policy folder of the configuration.
 fn policy_dir(global: &Global, command: &str) -> Result<PathBuf, Error> {
     let ctx = global.context(command)?;
-    let config = ctx.config.file.secrets.as_ref().ok_or(crate::secrets::SecretsError::NotConfigured)?;
+    let config =
+        ctx.config.file.secrets.as_ref().ok_or(crate::secrets::SecretsError::NotConfigured)?;
     Ok(crate::secrets::policy_dir(&ctx, config))
 }
 
@@ -143,11 +144,15 @@ pub fn dispatch_report(cmd: ReportCommand, global: &Global) -> Result<Exit, Erro
                     now,
                 )?,
                 SourceArg::State => {
-                    let ctx = ctx.ok_or_else(|| Error::Usage("--source state needs the configuration".into()))?;
+                    let ctx = ctx.ok_or_else(|| {
+                        Error::Usage("--source state needs the configuration".into())
+                    })?;
                     let src = crate::report::StateSource::load(&ctx)?;
                     crate::report::presence(&policies, environment.as_deref(), &src, now)?
                 }
-                SourceArg::Github => return Err(Error::NotImplemented("report presence --source github")),
+                SourceArg::Github => {
+                    return Err(Error::NotImplemented("report presence --source github"));
+                }
             };
             crate::report::emit(&report, global.format)
         }

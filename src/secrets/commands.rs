@@ -47,7 +47,10 @@ pub fn due(p: &Policy, e: Option<&Entry>, now: DateTime<Utc>) -> Option<(&'stati
             format!(
                 "version {} was left {} by a run started {}",
                 pending.version.version,
-                serde_json::to_value(pending.phase).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                serde_json::to_value(pending.phase)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
                 pending.started
             ),
         ));
@@ -97,7 +100,12 @@ pub fn run_due(ctx: &Context, dry_run: bool) -> Step {
     for p in &policies {
         let Some((action, reason)) = due(p, s.vault.entry(&p.name), ctx.now) else { continue };
         if dry_run {
-            step.actions.push(Action { object: p.name.clone(), action: action.into(), reason, result: ActionResult::Planned });
+            step.actions.push(Action {
+                object: p.name.clone(),
+                action: action.into(),
+                reason,
+                result: ActionResult::Planned,
+            });
             continue;
         }
         let mut result = ActionResult::Done;
@@ -111,7 +119,9 @@ pub fn run_due(ctx: &Context, dry_run: bool) -> Step {
                     if let Some((a, why)) = due(p, s.vault.entry(&p.name), ctx.now) {
                         action = format!("recover+{a}");
                         reason = format!("{reason}; {why}");
-                        if let Err(e) = super::rotate::change(&mut s, &p.name, ChangeKind::Rotate, None) {
+                        if let Err(e) =
+                            super::rotate::change(&mut s, &p.name, ChangeKind::Rotate, None)
+                        {
                             result = ActionResult::Failed { error: e.to_string() };
                         }
                     }
@@ -143,7 +153,10 @@ pub fn status(ctx: &Context) -> Result<Vec<Item>, Error> {
         let (mut health, mut note) = match (current, due) {
             (None, _) if p.generator.is_imported() => {
                 if p.required(here) || here.is_none() && !p.required_in.is_empty() {
-                    (Health::DueSoon, format!("missing: import it with 'keyward secrets set {}'", p.name))
+                    (
+                        Health::DueSoon,
+                        format!("missing: import it with 'keyward secrets set {}'", p.name),
+                    )
                 } else {
                     (Health::Healthy, "not set (not required here)".into())
                 }
@@ -158,12 +171,17 @@ pub fn status(ctx: &Context) -> Result<Vec<Item>, Error> {
                     format!("overdue: 'keyward secrets rotate {}'", p.name)
                 },
             ),
-            (Some(_), Some(d)) if d - warn <= ctx.now => (Health::DueSoon, "rotation due soon".into()),
+            (Some(_), Some(d)) if d - warn <= ctx.now => {
+                (Health::DueSoon, "rotation due soon".into())
+            }
             (Some(_), Some(_)) => (Health::Healthy, String::new()),
         };
         if let Some(pending) = e.and_then(|e| e.pending.as_ref()) {
             health = health.max(Health::DueSoon);
-            note = format!("version {} interrupted; the next run finishes or rolls it back", pending.version.version);
+            note = format!(
+                "version {} interrupted; the next run finishes or rolls it back",
+                pending.version.version
+            );
         }
         if let Some(err) = e.and_then(|e| e.last_error.as_ref()) {
             health = Health::Failing;
@@ -308,16 +326,26 @@ impl Human for Changes {
 }
 
 /// `keyward secrets rotate [NAME…|--due] [--dry-run]`.
-pub fn rotate(ctx: &Context, names: &[String], only_due: bool, dry_run: bool) -> Result<Exit, Error> {
+pub fn rotate(
+    ctx: &Context,
+    names: &[String],
+    only_due: bool,
+    dry_run: bool,
+) -> Result<Exit, Error> {
     if names.is_empty() && !only_due {
         return Err(Error::Usage(
-            "name the secrets to rotate ('keyward secrets rotate SECRET_KEY …') or pass --due".into(),
+            "name the secrets to rotate ('keyward secrets rotate SECRET_KEY …') or pass --due"
+                .into(),
         ));
     }
     let _lock = if dry_run { None } else { Some(ctx.lock()?) };
     let mut s = Secrets::open(ctx)?;
     let selected: Vec<Policy> = if only_due {
-        s.policies.iter().filter(|p| due(p, s.vault.entry(&p.name), ctx.now).is_some()).cloned().collect()
+        s.policies
+            .iter()
+            .filter(|p| due(p, s.vault.entry(&p.name), ctx.now).is_some())
+            .cloned()
+            .collect()
     } else {
         let mut v = Vec::new();
         for n in names {
@@ -338,7 +366,13 @@ pub fn rotate(ctx: &Context, names: &[String], only_due: bool, dry_run: bool) ->
             .map(|(_, why)| why)
             .unwrap_or_else(|| "asked for".into());
         if dry_run {
-            changes.push(ChangeRow { name: p.name.clone(), action: "rotate".into(), reason, version: None, result: ActionResult::Planned });
+            changes.push(ChangeRow {
+                name: p.name.clone(),
+                action: "rotate".into(),
+                reason,
+                version: None,
+                result: ActionResult::Planned,
+            });
             continue;
         }
         let mut reason = reason;
@@ -349,7 +383,13 @@ pub fn rotate(ctx: &Context, names: &[String], only_due: bool, dry_run: bool) ->
             match super::rotate::recover(&mut s, p) {
                 Ok(msg) => reason = msg,
                 Err(e) => {
-                    changes.push(ChangeRow { name: p.name.clone(), action: "recover".into(), reason, version: None, result: ActionResult::Failed { error: e.to_string() } });
+                    changes.push(ChangeRow {
+                        name: p.name.clone(),
+                        action: "recover".into(),
+                        reason,
+                        version: None,
+                        result: ActionResult::Failed { error: e.to_string() },
+                    });
                     continue;
                 }
             }
@@ -367,7 +407,13 @@ pub fn rotate(ctx: &Context, names: &[String], only_due: bool, dry_run: bool) ->
                 }
             }
         };
-        changes.push(ChangeRow { name: p.name.clone(), action: "rotate".into(), reason, version, result });
+        changes.push(ChangeRow {
+            name: p.name.clone(),
+            action: "rotate".into(),
+            reason,
+            version,
+            result,
+        });
     }
     crate::output::emit(ctx.format, &Changes { dry_run, changes })
 }
@@ -386,7 +432,13 @@ pub fn rollback(ctx: &Context, name: &str) -> Result<Exit, Error> {
             result: ActionResult::Done,
         },
         Err(e @ SecretsError::Refused(_)) => return Err(e.into()),
-        Err(e) => ChangeRow { name: name.into(), action: "rollback".into(), reason: "asked for".into(), version: None, result: ActionResult::Failed { error: e.to_string() } },
+        Err(e) => ChangeRow {
+            name: name.into(),
+            action: "rollback".into(),
+            reason: "asked for".into(),
+            version: None,
+            result: ActionResult::Failed { error: e.to_string() },
+        },
     };
     crate::output::emit(ctx.format, &Changes { dry_run: false, changes: vec![row] })
 }
@@ -394,7 +446,9 @@ pub fn rollback(ctx: &Context, name: &str) -> Result<Exit, Error> {
 /// Reads a value from stdin: all of it, minus one final line break.
 fn read_value(stdin: &mut dyn Read) -> Result<SecretBytes, SecretsError> {
     let mut buf = zeroize::Zeroizing::new(Vec::new());
-    stdin.read_to_end(&mut buf).map_err(|e| SecretsError::Io(format!("cannot read the value from stdin: {e}")))?;
+    stdin
+        .read_to_end(&mut buf)
+        .map_err(|e| SecretsError::Io(format!("cannot read the value from stdin: {e}")))?;
     let mut v = buf.to_vec();
     if v.ends_with(b"\r\n") {
         v.truncate(v.len() - 2);
@@ -403,7 +457,9 @@ fn read_value(stdin: &mut dyn Read) -> Result<SecretBytes, SecretsError> {
     }
     let v = SecretBytes::new(v);
     if v.is_empty() {
-        return Err(SecretsError::Refused("stdin was empty: pipe the value in, e.g. 'keyward secrets set NAME < file'".into()));
+        return Err(SecretsError::Refused(
+            "stdin was empty: pipe the value in, e.g. 'keyward secrets set NAME < file'".into(),
+        ));
     }
     Ok(v)
 }
@@ -421,8 +477,20 @@ pub fn set(ctx: &Context, name: &str) -> Result<Exit, Error> {
     let mut s = Secrets::open(ctx)?;
     s.policy(name)?;
     let row = match super::rotate::change(&mut s, name, ChangeKind::Set, Some(value)) {
-        Ok(d) => ChangeRow { name: name.into(), action: "set".into(), reason: "imported from stdin".into(), version: Some(d.version), result: ActionResult::Done },
-        Err(e) => ChangeRow { name: name.into(), action: "set".into(), reason: "imported from stdin".into(), version: None, result: ActionResult::Failed { error: e.to_string() } },
+        Ok(d) => ChangeRow {
+            name: name.into(),
+            action: "set".into(),
+            reason: "imported from stdin".into(),
+            version: Some(d.version),
+            result: ActionResult::Done,
+        },
+        Err(e) => ChangeRow {
+            name: name.into(),
+            action: "set".into(),
+            reason: "imported from stdin".into(),
+            version: None,
+            result: ActionResult::Failed { error: e.to_string() },
+        },
     };
     crate::output::emit(ctx.format, &Changes { dry_run: false, changes: vec![row] })
 }
@@ -441,7 +509,11 @@ pub fn get(ctx: &Context, name: &str, reveal: bool) -> Result<Exit, Error> {
     let Some((version, value)) = s.vault.current_value(name)? else {
         return Err(SecretsError::Refused(format!(
             "{name} has no value yet: {}",
-            if s.policy(name)?.generator.is_imported() { format!("import it with 'keyward secrets set {name}'") } else { "'keyward run' creates it".into() }
+            if s.policy(name)?.generator.is_imported() {
+                format!("import it with 'keyward secrets set {name}'")
+            } else {
+                "'keyward run' creates it".into()
+            }
         ))
         .into());
     };
@@ -449,7 +521,11 @@ pub fn get(ctx: &Context, name: &str, reveal: bool) -> Result<Exit, Error> {
         "secret-reveal",
         Object::new("secret", name).version(version),
         Outcome::Ok,
-        Some(if terminal { "printed to a terminal (--reveal)" } else { "written to a pipe or file" }),
+        Some(if terminal {
+            "printed to a terminal (--reveal)"
+        } else {
+            "written to a pipe or file"
+        }),
     )?;
     let mut out = value.expose().to_vec();
     if terminal {
@@ -475,13 +551,20 @@ impl Human for DocsWritten {
 }
 
 /// `keyward secrets docs [-o FILE]` over the policies of `dir`.
-pub fn docs(policy_dir: &Path, output: Option<&Path>, format: crate::output::Format) -> Result<Exit, Error> {
+pub fn docs(
+    policy_dir: &Path,
+    output: Option<&Path>,
+    format: crate::output::Format,
+) -> Result<Exit, Error> {
     let policies = super::Policies::load_dir(policy_dir)?;
     let text = super::docs::render(&policies);
     match output {
         Some(path) => {
             crate::store::atomic_write(path, text.as_bytes(), crate::store::FileMode::PUBLIC)?;
-            crate::output::emit(format, &DocsWritten { path: path.display().to_string(), secrets: policies.len() })
+            crate::output::emit(
+                format,
+                &DocsWritten { path: path.display().to_string(), secrets: policies.len() },
+            )
         }
         None => {
             crate::output::write_stdout(text.as_bytes())?;

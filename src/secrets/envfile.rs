@@ -78,12 +78,12 @@ fn assignment(line: &str) -> Option<(String, usize)> {
     let trimmed = line.trim_start();
     let mut off = line.len() - trimmed.len();
     let mut rest = trimmed;
-    if let Some(r) = rest.strip_prefix("export") {
-        if r.starts_with([' ', '\t']) {
-            let r2 = r.trim_start();
-            off += rest.len() - r2.len();
-            rest = r2;
-        }
+    if let Some(r) = rest.strip_prefix("export")
+        && r.starts_with([' ', '\t'])
+    {
+        let r2 = r.trim_start();
+        off += rest.len() - r2.len();
+        rest = r2;
     }
     let key_len = rest
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-'))
@@ -202,7 +202,9 @@ impl EnvFile {
             .rev()
             .filter_map(|e| e.assign.as_ref().map(|a| (e, a)))
             .find(|(_, a)| a.key == key)
-            .and_then(|(e, a)| parse_value(&e.text[a.value_start..]).map(|(_, v)| SecretBytes::from(v)))
+            .and_then(|(e, a)| {
+                parse_value(&e.text[a.value_start..]).map(|(_, v)| SecretBytes::from(v))
+            })
     }
 
     /// Every key assigned, in order (duplicates included).
@@ -222,7 +224,11 @@ impl EnvFile {
             found = true;
             let suffix = &e.text[a.value_end..];
             // Keep an inline comment after the value; drop trailing blanks.
-            let keep = if suffix.trim_start().starts_with('#') { suffix.to_string() } else { String::new() };
+            let keep = if suffix.trim_start().starts_with('#') {
+                suffix.to_string()
+            } else {
+                String::new()
+            };
             let mut text = String::with_capacity(e.text.len() + quoted.len());
             text.push_str(&e.text[..a.value_start]);
             text.push_str(&quoted);
@@ -238,11 +244,11 @@ impl EnvFile {
             // A file without a final newline keeps that shape: the separator goes
             // before the new line.
             let mut ends_without_newline = false;
-            if let Some(last) = self.entries.last_mut() {
-                if last.ending.is_empty() {
-                    last.ending = ending;
-                    ends_without_newline = true;
-                }
+            if let Some(last) = self.entries.last_mut()
+                && last.ending.is_empty()
+            {
+                last.ending = ending;
+                ends_without_newline = true;
             }
             let text = format!("{key}={quoted}");
             let value_start = key.len() + 1;
@@ -312,7 +318,9 @@ fn quote(key: &str, value: &SecretBytes) -> Result<String, EnvFileError> {
 pub fn read(path: &Path) -> Result<EnvFile, EnvFileError> {
     let text = match std::fs::read(path) {
         Ok(b) => zeroize::Zeroizing::new(String::from_utf8_lossy(&b).into_owned()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => zeroize::Zeroizing::new(String::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            zeroize::Zeroizing::new(String::new())
+        }
         Err(source) => {
             return Err(StoreError::Io { op: "read", path: path.to_path_buf(), source }.into());
         }
@@ -351,7 +359,10 @@ mod tests {
     fn only_the_key_changes() {
         let text = "# PazPaz production\r\nexport A=1\r\n\r\nB = 'x y' # keep me\r\nC=\"two\nlines\"\r\nB=dup";
         let out = set_text(text, "B", "new");
-        assert_eq!(out, "# PazPaz production\r\nexport A=1\r\n\r\nB = new # keep me\r\nC=\"two\nlines\"\r\nB=new");
+        assert_eq!(
+            out,
+            "# PazPaz production\r\nexport A=1\r\n\r\nB = new # keep me\r\nC=\"two\nlines\"\r\nB=new"
+        );
         let out = set_text(text, "A", "n2");
         assert!(out.starts_with("# PazPaz production\r\nexport A=n2\r\n"), "{out}");
         // Append keeps "no final newline" and CRLF.
@@ -365,8 +376,20 @@ mod tests {
     #[test]
     fn values_round_trip_for_any_generated_character() {
         for value in [
-            "abc+/=", "a b", "has#hash", "x #y", "$HOME", "${X}", "it's", "q\"uote", "back\\slash",
-            "=lead", "tab\there", "", "multi\nline", "semi;colon`tick`",
+            "abc+/=",
+            "a b",
+            "has#hash",
+            "x #y",
+            "$HOME",
+            "${X}",
+            "it's",
+            "q\"uote",
+            "back\\slash",
+            "=lead",
+            "tab\there",
+            "",
+            "multi\nline",
+            "semi;colon`tick`",
         ] {
             let out = set_text("K=old\nOTHER=1\n", "K", value);
             let f = EnvFile::parse("t", &out).unwrap();
@@ -380,12 +403,16 @@ mod tests {
 
     #[test]
     fn reading_follows_compose() {
-        let f = EnvFile::parse("t", "A=1 # c\nB='l#t'\nC=\"e\\\"s\"\nexport D=4\nA=2\n#E=5\n").unwrap();
+        let f =
+            EnvFile::parse("t", "A=1 # c\nB='l#t'\nC=\"e\\\"s\"\nexport D=4\nA=2\n#E=5\n").unwrap();
         assert_eq!(f.get("A").unwrap().expose(), b"2");
         assert_eq!(f.get("B").unwrap().expose(), b"l#t");
         assert_eq!(f.get("C").unwrap().expose(), b"e\"s");
         assert_eq!(f.get("D").unwrap().expose(), b"4");
         assert!(f.get("E").is_none());
-        assert!(matches!(EnvFile::parse("t", "A='open\nB=2\n"), Err(EnvFileError::Unterminated { line: 1, .. })));
+        assert!(matches!(
+            EnvFile::parse("t", "A='open\nB=2\n"),
+            Err(EnvFileError::Unterminated { line: 1, .. })
+        ));
     }
 }

@@ -72,11 +72,9 @@ impl Alphabet {
             Alphabet::Named(NamedAlphabet::LowerAlphanumeric) => {
                 (b'a'..=b'z').chain(b'0'..=b'9').collect()
             }
-            Alphabet::Named(NamedAlphabet::UrlSafe) => (b'A'..=b'Z')
-                .chain(b'a'..=b'z')
-                .chain(b'0'..=b'9')
-                .chain(*b"-_.~")
-                .collect(),
+            Alphabet::Named(NamedAlphabet::UrlSafe) => {
+                (b'A'..=b'Z').chain(b'a'..=b'z').chain(b'0'..=b'9').chain(*b"-_.~").collect()
+            }
             Alphabet::Named(NamedAlphabet::Hex) => (b'0'..=b'9').chain(b'a'..=b'f').collect(),
             Alphabet::Custom { characters } => characters.bytes().collect(),
         };
@@ -100,7 +98,9 @@ impl Alphabet {
 pub enum GenerateError {
     #[error("the operating system's random number generator failed; nothing was generated")]
     Random,
-    #[error("{0} is imported, not generated: import it with 'keyward secrets set {0}' (value on stdin)")]
+    #[error(
+        "{0} is imported, not generated: import it with 'keyward secrets set {0}' (value on stdin)"
+    )]
     Imported(String),
 }
 
@@ -111,30 +111,36 @@ impl Generator {
             if (16..=1024).contains(&n) {
                 Ok(())
             } else {
-                Err(format!("bytes = {n}: use 16 to 1024 (32 is the `openssl rand -base64 32` default)"))
+                Err(format!(
+                    "bytes = {n}: use 16 to 1024 (32 is the `openssl rand -base64 32` default)"
+                ))
             }
         };
         match self {
-            Generator::Base64 { bytes } | Generator::Hex { bytes } | Generator::Base64url { bytes } => {
-                bytes_ok(*bytes)
-            }
+            Generator::Base64 { bytes }
+            | Generator::Hex { bytes }
+            | Generator::Base64url { bytes } => bytes_ok(*bytes),
             Generator::Password { length, alphabet } => {
                 let chars = alphabet.characters();
                 if let Alphabet::Custom { characters } = alphabet {
                     if !characters.is_ascii() {
                         return Err("alphabet characters must be ASCII".into());
                     }
-                    if let Some(c) = characters
-                        .chars()
-                        .find(|c| c.is_ascii_whitespace() || c.is_ascii_control() || matches!(c, '\'' | '"' | '\\' | '`' | '$'))
-                    {
+                    if let Some(c) = characters.chars().find(|c| {
+                        c.is_ascii_whitespace()
+                            || c.is_ascii_control()
+                            || matches!(c, '\'' | '"' | '\\' | '`' | '$')
+                    }) {
                         return Err(format!(
                             "the alphabet contains {c:?}, which env files, shells and connection strings treat specially; leave it out"
                         ));
                     }
                 }
                 if chars.len() < 10 {
-                    return Err(format!("the alphabet has {} distinct characters; use at least 10", chars.len()));
+                    return Err(format!(
+                        "the alphabet has {} distinct characters; use at least 10",
+                        chars.len()
+                    ));
                 }
                 if !(12..=256).contains(length) {
                     return Err(format!("length = {length}: use 12 to 256"));
@@ -196,7 +202,11 @@ impl Generator {
 /// `length` characters drawn uniformly from `alphabet` (at most 256 characters):
 /// bytes at or above the largest multiple of the alphabet size are thrown away, so no
 /// character is more likely than another.
-fn password(rng: &SystemRandom, alphabet: &[u8], length: usize) -> Result<SecretBytes, GenerateError> {
+fn password(
+    rng: &SystemRandom,
+    alphabet: &[u8],
+    length: usize,
+) -> Result<SecretBytes, GenerateError> {
     let n = alphabet.len();
     debug_assert!((2..=256).contains(&n));
     let limit = 256 - (256 % n);
@@ -260,13 +270,29 @@ mod tests {
     #[test]
     fn weak_or_unsafe_generators_are_refused() {
         assert!(Generator::Base64 { bytes: 8 }.validate().is_err());
-        assert!(Generator::Password { length: 12, alphabet: Alphabet::Named(NamedAlphabet::Hex) }.validate().is_err());
-        assert!(Generator::Password { length: 40, alphabet: Alphabet::Custom { characters: "abcdefghij'".into() } }.validate().is_err());
-        assert!(Generator::Password { length: 32, alphabet: Alphabet::default() }.validate().is_ok());
+        assert!(
+            Generator::Password { length: 12, alphabet: Alphabet::Named(NamedAlphabet::Hex) }
+                .validate()
+                .is_err()
+        );
+        assert!(
+            Generator::Password {
+                length: 40,
+                alphabet: Alphabet::Custom { characters: "abcdefghij'".into() }
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Generator::Password { length: 32, alphabet: Alphabet::default() }.validate().is_ok()
+        );
     }
 
     #[test]
     fn imported_is_never_fabricated() {
-        assert!(matches!(Generator::Imported.generate("SMTP_PASSWORD"), Err(GenerateError::Imported(_))));
+        assert!(matches!(
+            Generator::Imported.generate("SMTP_PASSWORD"),
+            Err(GenerateError::Imported(_))
+        ));
     }
 }

@@ -144,7 +144,8 @@ impl<'a> Secrets<'a> {
 
 /// The policy folder of a configuration.
 pub fn policy_dir(ctx: &Context, config: &SecretsConfig) -> PathBuf {
-    ctx.config.resolve(config.policies.as_deref().unwrap_or_else(|| std::path::Path::new("policies")))
+    ctx.config
+        .resolve(config.policies.as_deref().unwrap_or_else(|| std::path::Path::new("policies")))
 }
 
 fn key_source(ctx: &Context, config: &SecretsConfig) -> Result<vault::KeySource, SecretsError> {
@@ -153,9 +154,9 @@ fn key_source(ctx: &Context, config: &SecretsConfig) -> Result<vault::KeySource,
     {
         return Ok(vault::KeySource::Credential(PathBuf::from(dir).join(name)));
     }
-    let path = ctx
-        .config
-        .resolve(config.machine_key.as_deref().unwrap_or_else(|| std::path::Path::new(DEFAULT_MACHINE_KEY)));
+    let path = ctx.config.resolve(
+        config.machine_key.as_deref().unwrap_or_else(|| std::path::Path::new(DEFAULT_MACHINE_KEY)),
+    );
     let state = ctx.store.root();
     let inside = match (path.parent().and_then(|p| p.canonicalize().ok()), state.canonicalize()) {
         (Some(p), Ok(s)) => p.starts_with(&s),

@@ -191,7 +191,9 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("a secret name cannot be empty".into());
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')) {
+    if let Some(c) =
+        name.chars().find(|c| !(c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_'))
+    {
         return Err(format!(
             "{name:?} contains {c:?}: secret names use only A-Z, 0-9 and _ (GitHub's rule)"
         ));
@@ -229,7 +231,9 @@ fn validate(path: &Path, text: &str, raw: RawPolicy) -> Result<Validated, Secret
     let name_at = raw.name.span().start;
     let name = raw.name.into_inner();
     check_name(&name).map_err(|m| at(path, text, name_at, "secret.name", m))?;
-    let err = |offset: usize, key: &str, m: String| at(path, text, offset, &format!("secret {name}: {key}"), m);
+    let err = |offset: usize, key: &str, m: String| {
+        at(path, text, offset, &format!("secret {name}: {key}"), m)
+    };
     if raw.description.trim().is_empty() {
         return Err(err(name_at, "description", "describe what the secret is for".into()));
     }
@@ -241,7 +245,11 @@ fn validate(path: &Path, text: &str, raw: RawPolicy) -> Result<Validated, Secret
             let at_ = r.span().start;
             let days = r.into_inner();
             if days > 3650 {
-                return Err(err(at_, "rotation_days", format!("{days} days is more than ten years; use 0 for never")));
+                return Err(err(
+                    at_,
+                    "rotation_days",
+                    format!("{days} days is more than ten years; use 0 for never"),
+                ));
             }
             days
         }
@@ -275,7 +283,11 @@ fn validate(path: &Path, text: &str, raw: RawPolicy) -> Result<Validated, Secret
             let p = p.into_inner();
             check_ref(&p.connection).map_err(|m| err(a, "postgres.connection", m))?;
             if p.role.is_empty() || p.role.len() > 63 || p.role.contains('\0') {
-                return Err(err(a, "postgres.role", "a PostgreSQL role name has 1 to 63 bytes".into()));
+                return Err(err(
+                    a,
+                    "postgres.role",
+                    "a PostgreSQL role name has 1 to 63 bytes".into(),
+                ));
             }
             if !matches!(generator, Generator::Password { .. } | Generator::Imported) {
                 return Err(err(
@@ -388,7 +400,8 @@ github = [{ scope = "environment", environment = "production" }]
 
     #[test]
     fn postgres_needs_a_password_generator() {
-        let text = GOOD.replace("env = [", "postgres = { connection = \"db\", role = \"app\" }\nenv = [");
+        let text =
+            GOOD.replace("env = [", "postgres = { connection = \"db\", role = \"app\" }\nenv = [");
         let msg = parse(&text).unwrap_err().to_string();
         assert!(msg.contains("password generator"), "{msg}");
     }

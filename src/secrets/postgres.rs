@@ -118,7 +118,11 @@ impl Server {
             .map_err(|e| PgError::Runtime(e.to_string()))
     }
 
-    async fn connect(&self, user: &str, password: &[u8]) -> Result<tokio_postgres::Client, PgError> {
+    async fn connect(
+        &self,
+        user: &str,
+        password: &[u8],
+    ) -> Result<tokio_postgres::Client, PgError> {
         let config = self.config(user, password);
         let classify = |e: tokio_postgres::Error| {
             let detail = describe(&e);
@@ -173,7 +177,12 @@ impl Server {
 
     /// Sets `role`'s password to `new`. Logs in as the admin when configured, else as
     /// the role itself with the first of `candidates` that works.
-    pub fn set_password(&self, role: &str, candidates: &[&SecretBytes], new: &SecretBytes) -> Result<(), PgError> {
+    pub fn set_password(
+        &self,
+        role: &str,
+        candidates: &[&SecretBytes],
+        new: &SecretBytes,
+    ) -> Result<(), PgError> {
         let admin = self.admin_password()?;
         Self::runtime()?.block_on(async {
             let client = match &admin {

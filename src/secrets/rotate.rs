@@ -48,7 +48,8 @@ pub fn targets(s: &Secrets, p: &Policy) -> (Vec<Target>, Vec<String>) {
         match s.config.postgres.get(&pg.connection) {
             Some(conn) => {
                 let mut conn = conn.clone();
-                conn.admin_password_file = conn.admin_password_file.map(|f| s.ctx.config.resolve(&f));
+                conn.admin_password_file =
+                    conn.admin_password_file.map(|f| s.ctx.config.resolve(&f));
                 conn.ssl_ca_file = conn.ssl_ca_file.map(|f| s.ctx.config.resolve(&f));
                 out.push(Target {
                     id: format!("postgres:{}/{}", pg.connection, pg.role),
@@ -83,7 +84,9 @@ pub fn targets(s: &Secrets, p: &Policy) -> (Vec<Target>, Vec<String>) {
                 id: format!("hook:{h}"),
                 kind: TargetKind::Hook { name: h.clone(), hook: hook.clone() },
             }),
-            None => inactive.push(format!("hook '{h}' is not configured here ([secrets.hooks.{h}])")),
+            None => {
+                inactive.push(format!("hook '{h}' is not configured here ([secrets.hooks.{h}])"))
+            }
         }
     }
     (out, inactive)
@@ -91,11 +94,11 @@ pub fn targets(s: &Secrets, p: &Policy) -> (Vec<Target>, Vec<String>) {
 
 /// Aborts at `point` when `KEYWARD_FAULT=rotate:POINT` (crash tests only).
 pub fn fault(point: &str) {
-    if let Some(v) = std::env::var_os("KEYWARD_FAULT") {
-        if v.to_str().and_then(|v| v.strip_prefix("rotate:")) == Some(point) {
-            eprintln!("keyward: KEYWARD_FAULT: aborting at rotate:{point}");
-            std::process::abort();
-        }
+    if let Some(v) = std::env::var_os("KEYWARD_FAULT")
+        && v.to_str().and_then(|v| v.strip_prefix("rotate:")) == Some(point)
+    {
+        eprintln!("keyward: KEYWARD_FAULT: aborting at rotate:{point}");
+        std::process::abort();
     }
 }
 
@@ -140,10 +143,12 @@ fn apply(
                 message: e.to_string(),
             })
         }
-        TargetKind::Env { path, key } => super::envfile::set(path, key, value).map_err(|e| ApplyError {
-            message: format!("cannot write {key} to {}: {e}", path.display()),
-            maybe_changed: false,
-        }),
+        TargetKind::Env { path, key } => {
+            super::envfile::set(path, key, value).map_err(|e| ApplyError {
+                message: format!("cannot write {key} to {}: {e}", path.display()),
+                maybe_changed: false,
+            })
+        }
         TargetKind::Hook { name: hook_name, hook } => crate::hooks::run(
             hook_name,
             hook,
@@ -163,14 +168,17 @@ fn apply(
 /// Checks that target `t` works with `value`.
 fn verify(t: &Target, value: &SecretBytes) -> Result<(), String> {
     match &t.kind {
-        TargetKind::Postgres { server, role } => {
-            server.check_login(role, value).map_err(|e| format!("the new password does not work: {e}"))
-        }
+        TargetKind::Postgres { server, role } => server
+            .check_login(role, value)
+            .map_err(|e| format!("the new password does not work: {e}")),
         TargetKind::Env { path, key } => {
             let file = super::envfile::read(path).map_err(|e| e.to_string())?;
             match file.get(key) {
                 Some(v) if v == *value => Ok(()),
-                Some(_) => Err(format!("{} holds another value for {key} than the one written", path.display())),
+                Some(_) => Err(format!(
+                    "{} holds another value for {key} than the one written",
+                    path.display()
+                )),
                 None => Err(format!("{} has no {key} after writing it", path.display())),
             }
         }
@@ -180,7 +188,9 @@ fn verify(t: &Target, value: &SecretBytes) -> Result<(), String> {
 
 fn what(t: &Target) -> String {
     match &t.kind {
-        TargetKind::Postgres { server, role } => format!("PostgreSQL role \"{role}\" at {}", server.describe()),
+        TargetKind::Postgres { server, role } => {
+            format!("PostgreSQL role \"{role}\" at {}", server.describe())
+        }
         TargetKind::Env { path, key } => format!("{key} in {}", path.display()),
         TargetKind::Hook { name, .. } => format!("hook '{name}'"),
     }
@@ -190,7 +200,14 @@ fn now(s: &Secrets) -> String {
     crate::util::fmt_time(s.ctx.now)
 }
 
-fn audit(s: &Secrets, action: &str, name: &str, version: u64, outcome: Outcome, detail: Option<&str>) {
+fn audit(
+    s: &Secrets,
+    action: &str,
+    name: &str,
+    version: u64,
+    outcome: Outcome,
+    detail: Option<&str>,
+) {
     let object = Object::new("secret", name).version(version);
     if let Err(e) = s.ctx.audit.append(action, object, outcome, detail) {
         crate::warn!("{name}: could not write the audit record: {e}");
@@ -292,9 +309,15 @@ pub fn change(
 /// Apply → verify → promote for the staged pending value `value`. On failure, rolls
 /// the touched targets back to the current value (or, with no current value, keeps
 /// the pending one for the next run to finish) and returns the operator's message.
-fn drive(s: &mut Secrets, policy: &Policy, value: &SecretBytes, skip: Vec<String>) -> Result<(), String> {
+fn drive(
+    s: &mut Secrets,
+    policy: &Policy,
+    value: &SecretBytes,
+    skip: Vec<String>,
+) -> Result<(), String> {
     let name = policy.name.clone();
-    let pending = s.vault.entry(&name).and_then(|e| e.pending.clone()).ok_or("no pending version")?;
+    let pending =
+        s.vault.entry(&name).and_then(|e| e.pending.clone()).ok_or("no pending version")?;
     let version = pending.version.version;
     let current = match s.vault.entry(&name).and_then(|e| e.current.clone()) {
         Some(c) => Some((c.version, s.vault.get(&name, c.version).map_err(|e| e.to_string())?)),
@@ -333,7 +356,12 @@ fn drive(s: &mut Secrets, policy: &Policy, value: &SecretBytes, skip: Vec<String
         let headline = format!("{name}: {} failed: {err}", what(t));
         return Err(match current {
             Some((cur_version, cur)) => {
-                let mut touched = s.vault.entry(&name).and_then(|e| e.pending.as_ref()).map(|p| p.touched.clone()).unwrap_or_default();
+                let mut touched = s
+                    .vault
+                    .entry(&name)
+                    .and_then(|e| e.pending.as_ref())
+                    .map(|p| p.touched.clone())
+                    .unwrap_or_default();
                 touched.retain(|t| Some(t) != untouched.as_ref());
                 match roll_back(policy, &targets, &touched, version, &cur, cur_version, value) {
                     Ok(()) => {
@@ -385,13 +413,18 @@ fn roll_back(
     if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
 }
 
-fn set_phase(s: &mut Secrets, name: &str, phase: Phase, touched: Option<&str>) -> Result<(), SecretsError> {
+fn set_phase(
+    s: &mut Secrets,
+    name: &str,
+    phase: Phase,
+    touched: Option<&str>,
+) -> Result<(), SecretsError> {
     if let Some(p) = s.vault.entry_mut(name).pending.as_mut() {
         p.phase = phase;
-        if let Some(t) = touched {
-            if !p.touched.iter().any(|x| x == t) {
-                p.touched.push(t.to_string());
-            }
+        if let Some(t) = touched
+            && !p.touched.iter().any(|x| x == t)
+        {
+            p.touched.push(t.to_string());
         }
     }
     s.vault.save()
@@ -425,7 +458,8 @@ fn discard(s: &mut Secrets, name: &str, error: Option<&str>) -> Result<(), Secre
 
 fn record_error(s: &mut Secrets, name: &str, err: &str) -> Result<(), SecretsError> {
     let at = now(s);
-    s.vault.entry_mut(name).last_error = Some(super::vault::LastError { time: at, error: err.to_string() });
+    s.vault.entry_mut(name).last_error =
+        Some(super::vault::LastError { time: at, error: err.to_string() });
     s.vault.save()
 }
 
@@ -441,7 +475,9 @@ pub fn recover(s: &mut Secrets, policy: &Policy) -> Result<String, SecretsError>
     let value = s.vault.get(&name, version)?;
     if pending.phase == Phase::Staged && has_current {
         discard(s, &name, None)?;
-        let msg = format!("discarded version {version}, staged by an interrupted run before any target was changed");
+        let msg = format!(
+            "discarded version {version}, staged by an interrupted run before any target was changed"
+        );
         audit(s, "secret-recover", &name, version, Outcome::Ok, Some(&msg));
         return Ok(msg);
     }
@@ -456,7 +492,10 @@ pub fn recover(s: &mut Secrets, policy: &Policy) -> Result<String, SecretsError>
         };
         return match drive(s, policy, &value, already_ok) {
             Ok(()) => {
-                let msg = format!("finished version {version}, left {:?} by an interrupted run", pending.phase);
+                let msg = format!(
+                    "finished version {version}, left {:?} by an interrupted run",
+                    pending.phase
+                );
                 audit(s, "secret-recover", &name, version, Outcome::Ok, Some(&msg));
                 s.vault.prune(&name)?;
                 Ok(msg)

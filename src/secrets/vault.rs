@@ -143,7 +143,8 @@ pub struct Vault {
 
 impl Vault {
     pub fn open(store: &Store, key: KeySource) -> Result<Vault, SecretsError> {
-        let file: VaultFile = store.read_json(VAULT_FILE)?.unwrap_or(VaultFile { format: 1, ..Default::default() });
+        let file: VaultFile =
+            store.read_json(VAULT_FILE)?.unwrap_or(VaultFile { format: 1, ..Default::default() });
         if file.format != 1 {
             return Err(SecretsError::Store(StoreError::Corrupt {
                 path: store.path(VAULT_FILE),
@@ -256,7 +257,9 @@ impl Vault {
         for e in rd.flatten() {
             let file = e.file_name();
             let Some(f) = file.to_str() else { continue };
-            let Some(v) = f.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".age")) else { continue };
+            let Some(v) = f.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".age")) else {
+                continue;
+            };
             let Ok(v) = v.parse::<u64>() else { continue };
             if !keep.contains(&v) {
                 std::fs::remove_file(e.path()).map_err(|source| StoreError::Io {
@@ -277,7 +280,10 @@ impl Vault {
 /// Reads the machine key, creating it (0600) when it is a file that does not exist and
 /// the store holds no value yet. A missing key with values in the store is an error,
 /// never a reason to make a new one: that would orphan every stored value.
-fn load_or_create_key(source: &KeySource, store_has_values: bool) -> Result<age::x25519::Identity, SecretsError> {
+fn load_or_create_key(
+    source: &KeySource,
+    store_has_values: bool,
+) -> Result<age::x25519::Identity, SecretsError> {
     let path = source.path();
     if !path.exists() {
         match source {
@@ -305,13 +311,15 @@ fn load_or_create_key(source: &KeySource, store_has_values: bool) -> Result<age:
         path: path.to_path_buf(),
         source,
     })?);
-    let text = std::str::from_utf8(&bytes).map_err(|_| SecretsError::MachineKeyInvalid { path: path.to_path_buf() })?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| SecretsError::MachineKeyInvalid { path: path.to_path_buf() })?;
     let line = text
         .lines()
         .map(str::trim)
         .find(|l| l.starts_with("AGE-SECRET-KEY-"))
         .ok_or_else(|| SecretsError::MachineKeyInvalid { path: path.to_path_buf() })?;
-    age::x25519::Identity::from_str(line).map_err(|_| SecretsError::MachineKeyInvalid { path: path.to_path_buf() })
+    age::x25519::Identity::from_str(line)
+        .map_err(|_| SecretsError::MachineKeyInvalid { path: path.to_path_buf() })
 }
 
 #[cfg(test)]
@@ -331,8 +339,13 @@ mod tests {
         v.put("B", 1, &SecretBytes::from_slice(b"canary-vault-b")).unwrap();
         assert_eq!(v.get("A", 1).unwrap().expose(), b"canary-vault-a");
         use std::os::unix::fs::MetadataExt;
-        assert_eq!(std::fs::metadata(dir.path().join("machine.key")).unwrap().mode() & 0o777, 0o600);
-        for p in crate::store::Store::open(&dir.path().join("state")).unwrap().root().read_dir().unwrap() {
+        assert_eq!(
+            std::fs::metadata(dir.path().join("machine.key")).unwrap().mode() & 0o777,
+            0o600
+        );
+        for p in
+            crate::store::Store::open(&dir.path().join("state")).unwrap().root().read_dir().unwrap()
+        {
             let _ = p;
         }
         let blob = std::fs::read(v.blob_path("A", 1)).unwrap();
@@ -363,7 +376,12 @@ mod tests {
             v.put("A", n, &SecretBytes::from_slice(b"x")).unwrap();
         }
         let now = "2026-01-01T00:00:00Z".to_string();
-        let ver = |n| Version { version: n, origin: Origin::Generated, created: now.clone(), promoted: None };
+        let ver = |n| Version {
+            version: n,
+            origin: Origin::Generated,
+            created: now.clone(),
+            promoted: None,
+        };
         let e = v.entry_mut("A");
         e.current = Some(ver(3));
         e.previous = Some(ver(2));
