@@ -218,3 +218,37 @@ fn a_tampered_store_is_refused_with_the_fix() {
     r.code(1);
     assert!(r.stderr.contains("vault.json is damaged"), "{}", r.stderr);
 }
+
+#[test]
+fn machine_key_from_a_systemd_credential() {
+    let env = Env::init();
+    let creds = env.path("credentials");
+    std::fs::create_dir_all(&creds).unwrap();
+    let text = std::fs::read_to_string(env.config()).unwrap();
+    std::fs::write(
+        env.config(),
+        text.replace(
+            "# machine_key_credential = \"keyward-machine-key\"",
+            "machine_key_credential = \"keyward-machine-key\"",
+        ),
+    )
+    .unwrap();
+    let dir = creds.display().to_string();
+    // A credential is never created by keyward: it must be provided.
+    let r = env.run_env(&["run"], &[("CREDENTIALS_DIRECTORY", &dir)]);
+    r.code(1);
+    assert!(r.stdout.contains("keyward-machine-key"), "{}", r.stdout);
+    assert!(!creds.join("keyward-machine-key").exists());
+    let key = age::x25519::Identity::generate();
+    use age::secrecy::ExposeSecret;
+    std::fs::write(
+        creds.join("keyward-machine-key"),
+        format!("{}\n", key.to_string().expose_secret()),
+    )
+    .unwrap();
+    env.run_env(&["run"], &[("CREDENTIALS_DIRECTORY", &dir)]).code(0);
+    let r = env.run_env(&["secrets", "get", "SECRET_KEY"], &[("CREDENTIALS_DIRECTORY", &dir)]);
+    r.code(0);
+    assert_eq!(r.stdout, env_value(&env, "SECRET_KEY"));
+    assert!(!env.path("machine.key").exists(), "the file key is not used when the credential is");
+}

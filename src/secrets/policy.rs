@@ -146,8 +146,11 @@ impl Policies {
     /// Parses and validates one file's text, adding its policies.
     pub fn add_text(&mut self, path: &Path, text: &str) -> Result<(), SecretsError> {
         let file: PolicyFile = crate::config::parse_toml(path, text)?;
+        // Line starts, so that each policy's line is a binary search, not a scan.
+        let lines: Vec<usize> =
+            std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
         for raw in file.secret {
-            let policy = validate(path, text, raw)?;
+            let policy = validate(path, text, &lines, raw)?;
             if let Some(&i) = self.index.get(&policy.policy.name) {
                 let first = &self.list[i];
                 return Err(at(
@@ -227,7 +230,12 @@ fn check_ref(r: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn validate(path: &Path, text: &str, raw: RawPolicy) -> Result<Validated, SecretsError> {
+fn validate(
+    path: &Path,
+    text: &str,
+    lines: &[usize],
+    raw: RawPolicy,
+) -> Result<Validated, SecretsError> {
     let name_at = raw.name.span().start;
     let name = raw.name.into_inner();
     check_name(&name).map_err(|m| at(path, text, name_at, "secret.name", m))?;
@@ -307,7 +315,7 @@ fn validate(path: &Path, text: &str, raw: RawPolicy) -> Result<Validated, Secret
         check_ref(&h).map_err(|m| err(a, "hooks", m))?;
         hooks.push(h);
     }
-    let (line, _) = line_col(text, name_at);
+    let line = lines.partition_point(|&start| start <= name_at);
     Ok(Validated {
         policy: Policy {
             name,
