@@ -252,3 +252,28 @@ fn machine_key_from_a_systemd_credential() {
     assert_eq!(r.stdout, env_value(&env, "SECRET_KEY"));
     assert!(!env.path("machine.key").exists(), "the file key is not used when the credential is");
 }
+
+#[test]
+fn github_items_are_the_current_values_with_their_scopes() {
+    let env = Env::init();
+    env.run(&["run"]).code(0);
+    env.run_stdin(&["secrets", "set", "SENTRY_DSN"], b"https://k@sentry.example/1").code(0);
+    env.run(&["secrets", "rotate", "SECRET_KEY"]).code(0);
+    let ctx = keyward::Context::load(Some(&env.config()), keyward::output::Format::Human, "test")
+        .unwrap();
+    let items = keyward::secrets::github_items(&ctx).unwrap();
+    let names: Vec<&str> = items.iter().map(|i| i.name.as_str()).collect();
+    // SMTP_PASSWORD has no value yet: left out, never made up.
+    assert!(!names.contains(&"SMTP_PASSWORD"), "{names:?}");
+    assert_eq!(names.len(), 10, "{names:?}");
+    let sk = items.iter().find(|i| i.name == "SECRET_KEY").unwrap();
+    assert_eq!(sk.version, 2);
+    assert_eq!(sk.value.as_str().unwrap(), env_value(&env, "SECRET_KEY"));
+    assert_eq!(
+        sk.scopes,
+        vec![keyward::github::GithubScope::Environment { environment: "production".into() }]
+    );
+    let dsn = items.iter().find(|i| i.name == "SENTRY_DSN").unwrap();
+    assert_eq!(dsn.scopes, vec![keyward::github::GithubScope::Repository]);
+    assert_eq!(dsn.value.expose(), b"https://k@sentry.example/1");
+}

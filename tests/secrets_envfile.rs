@@ -128,3 +128,18 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Untrusted env-file content never panics the parser, and rendering what was
+    /// parsed gives back the same bytes.
+    #[test]
+    fn parser_survives_anything(text in "(?s).{0,200}", key in "[A-Z_]{1,4}") {
+        if let Ok(f) = EnvFile::parse("t", &text) {
+            let rendered = f.render();
+            prop_assert_eq!(rendered.as_str(), text.as_str());
+            let _ = f.get(&key);
+        }
+    }
+}

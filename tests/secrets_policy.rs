@@ -113,3 +113,16 @@ fn bad_secrets_config_is_a_usage_error() {
     r.code(2);
     assert!(r.stderr.contains("env_filez"), "{}", r.stderr);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    /// Untrusted policy text never panics the loader: it loads or gives an error.
+    #[test]
+    fn policy_parser_survives_anything(
+        text in "(?s)(\\[\\[secret\\]\\]\n|name = \"[A-Z_1]{0,6}\"\n|description = \"d\"\n|generator = \\{ kind = \"(hex|password|imported)\", (bytes|length) = [0-9]{1,3} \\}\n|env = \\[\\{ file = \"[a-z]{0,3}\" \\}\\]\n|.{0,10}\n){0,12}"
+    ) {
+        let mut p = keyward::secrets::Policies::default();
+        let _ = p.add_text(std::path::Path::new("fuzz.toml"), &text);
+    }
+}
