@@ -15,6 +15,35 @@ fn openssl(args: &[&str], dir: &std::path::Path) {
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// A self-signed CA (`ca.key`, `ca.crt`) in `dir`.
+fn make_ca(dir: &std::path::Path, cn: &str) {
+    let subject = format!("/CN={cn}");
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &subject,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ],
+        dir,
+    );
+}
+
 fn login_tls(pg: &Postgres, ca: &std::path::Path, user: &str, password: &str) -> bool {
     Command::new(common::pg::bin_dir().join("psql"))
         .args(["-X", "-w", "-A", "-t", "-c", "SELECT 1"])
@@ -36,30 +65,7 @@ fn admin_credential_over_verified_tls_creates_and_rotates() {
     std::os::unix::fs::chown(pg.dir.path(), Some(uid), Some(gid)).unwrap();
     let certs = tempfile::tempdir().unwrap();
     let d = certs.path();
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=keyward test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-        ],
-        d,
-    );
+    make_ca(d, "keyward test CA");
     openssl(
         &[
             "req",
@@ -137,28 +143,7 @@ fn admin_credential_over_verified_tls_creates_and_rotates() {
 
     // A CA that did not sign the server's certificate: refused, nothing changes.
     let other = tempfile::tempdir().unwrap();
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=other CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-        ],
-        other.path(),
-    );
+    make_ca(other.path(), "other CA");
     let text = std::fs::read_to_string(env.config()).unwrap();
     std::fs::write(
         env.config(),

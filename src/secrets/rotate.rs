@@ -245,27 +245,18 @@ pub fn change(
     };
     let entry = s.vault.entry(name).cloned().unwrap_or_default();
     // Stage.
+    let new_version = |origin| Version {
+        version: entry.last_version + 1,
+        origin,
+        created: crate::util::fmt_time(s.ctx.now),
+        promoted: None,
+    };
     let (version, value) = match kind {
-        ChangeKind::Rotate => {
-            let value = policy.generator.generate(name)?;
-            let v = Version {
-                version: entry.last_version + 1,
-                origin: Origin::Generated,
-                created: now(s),
-                promoted: None,
-            };
-            (v, value)
-        }
-        ChangeKind::Set => {
-            let value = imported.ok_or_else(|| SecretsError::Refused("no value given".into()))?;
-            let v = Version {
-                version: entry.last_version + 1,
-                origin: Origin::Imported,
-                created: now(s),
-                promoted: None,
-            };
-            (v, value)
-        }
+        ChangeKind::Rotate => (new_version(Origin::Generated), policy.generator.generate(name)?),
+        ChangeKind::Set => (
+            new_version(Origin::Imported),
+            imported.ok_or_else(|| SecretsError::Refused("no value given".into()))?,
+        ),
         ChangeKind::Rollback => {
             let Some(prev) = entry.previous.clone() else {
                 return Err(SecretsError::Refused(format!(
