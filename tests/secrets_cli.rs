@@ -277,3 +277,48 @@ fn github_items_are_the_current_values_with_their_scopes() {
     assert_eq!(dsn.scopes, vec![keyward::github::GithubScope::Repository]);
     assert_eq!(dsn.value.expose(), b"https://k@sentry.example/1");
 }
+
+#[test]
+fn kill_9_during_a_hook_then_rerun_rolls_back() {
+    let env = Env::init();
+    let marker = env.path("hook-pid");
+    add_config(
+        &env,
+        &format!(
+            "\n[secrets.hooks.restart-api]\ncommand = [\"sh\", \"-c\", \"cat > /dev/null; if [ -e {slow} ] && [ $KEYWARD_PHASE = apply ]; then echo $$ > {marker}; sleep 30; fi\"]\ntimeout_seconds = 60\n",
+            slow = env.path("slow").display(),
+            marker = marker.display()
+        ),
+    );
+    env.run(&["run"]).code(0);
+    let v1 = env_value(&env, "SECRET_KEY");
+    std::fs::write(env.path("slow"), "").unwrap();
+    let mut child = env.spawn(&["secrets", "rotate", "SECRET_KEY"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !marker.exists() {
+        assert!(std::time::Instant::now() < deadline, "the hook never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The env file already holds the pending value when keyward dies.
+    let pending_value = env_value(&env, "SECRET_KEY");
+    assert_ne!(pending_value, v1);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // Stop the orphaned hook (its own process group) too.
+    let pid: i32 = std::fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert_eq!(vault(&env)["secrets"]["SECRET_KEY"]["pending"]["phase"], "applying");
+    std::fs::remove_file(env.path("slow")).unwrap();
+    let r = env.run(&["--format", "json", "run"]);
+    r.code(0);
+    assert!(r.stdout.contains("rolled back version 2"), "{}", r.stdout);
+    // Rolled back (the rotation was asked for, not due, so the run does not redo it):
+    // the env file holds the current value, version 1, again.
+    assert_eq!(env_value(&env, "SECRET_KEY"), v1);
+    let r = env.run(&["secrets", "get", "SECRET_KEY"]);
+    assert_eq!(r.stdout, v1);
+    assert!(vault(&env)["secrets"]["SECRET_KEY"].get("pending").is_none());
+}

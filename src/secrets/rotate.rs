@@ -354,7 +354,7 @@ fn drive(
                     .map(|p| p.touched.clone())
                     .unwrap_or_default();
                 touched.retain(|t| Some(t) != untouched.as_ref());
-                match roll_back(policy, &targets, &touched, version, &cur, cur_version, value) {
+                match roll_back(policy, &targets, &touched, &cur, cur_version, value) {
                     Ok(()) => {
                         let _ = discard(s, &name, Some(&headline));
                         format!(
@@ -387,7 +387,6 @@ fn roll_back(
     policy: &Policy,
     targets: &[Target],
     touched: &[String],
-    _pending_version: u64,
     current: &SecretBytes,
     current_version: u64,
     pending: &SecretBytes,
@@ -501,7 +500,7 @@ pub fn recover(s: &mut Secrets, policy: &Policy) -> Result<String, SecretsError>
     let cur = s.vault.entry(&name).and_then(|e| e.current.clone()).map(|c| c.version).unwrap_or(0);
     let current = s.vault.get(&name, cur)?;
     let (targets, _) = targets(s, policy);
-    match roll_back(policy, &targets, &pending.touched, version, &current, cur, &value) {
+    match roll_back(policy, &targets, &pending.touched, &current, cur, &value) {
         Ok(()) => {
             discard(s, &name, None)?;
             let msg = format!(
