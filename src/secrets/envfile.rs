@@ -27,7 +27,7 @@ pub enum EnvFileError {
 }
 
 /// One logical entry: one physical line, or several when a quoted value spans lines.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Entry {
     /// The text without its final line ending.
     text: String,
@@ -44,10 +44,24 @@ struct Assign {
     value_end: usize,
 }
 
-/// A parsed env file.
-#[derive(Debug, Clone, Default)]
+/// A parsed env file. Its lines hold values, so they are wiped on drop.
+#[derive(Clone, Default)]
 pub struct EnvFile {
     entries: Vec<Entry>,
+}
+
+impl Drop for EnvFile {
+    fn drop(&mut self) {
+        for e in &mut self.entries {
+            zeroize::Zeroize::zeroize(&mut e.text);
+        }
+    }
+}
+
+impl std::fmt::Debug for EnvFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EnvFile({} lines, [redacted])", self.entries.len())
+    }
 }
 
 fn split_lines(text: &str) -> Vec<(&str, &'static str)> {
@@ -214,7 +228,7 @@ impl EnvFile {
 
     /// Sets `key` everywhere it is assigned, or appends `KEY=value`.
     pub fn set(&mut self, key: &str, value: &SecretBytes) -> Result<(), EnvFileError> {
-        let quoted = quote(key, value)?;
+        let quoted = zeroize::Zeroizing::new(quote(key, value)?);
         let mut found = false;
         for e in &mut self.entries {
             let Some(a) = &e.assign else { continue };
@@ -250,7 +264,7 @@ impl EnvFile {
                 last.ending = ending;
                 ends_without_newline = true;
             }
-            let text = format!("{key}={quoted}");
+            let text = format!("{key}={}", quoted.as_str());
             let value_start = key.len() + 1;
             let value_end = text.len();
             self.entries.push(Entry {
@@ -316,7 +330,7 @@ fn quote(key: &str, value: &SecretBytes) -> Result<String, EnvFileError> {
 
 /// Reads `path` (an absent file is an empty one).
 pub fn read(path: &Path) -> Result<EnvFile, EnvFileError> {
-    let text = match std::fs::read(path) {
+    let text = match std::fs::read(path).map(zeroize::Zeroizing::new) {
         Ok(b) => zeroize::Zeroizing::new(String::from_utf8_lossy(&b).into_owned()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             zeroize::Zeroizing::new(String::new())
