@@ -289,11 +289,11 @@ fn load_or_create_key(
         match source {
             KeySource::File(p) if !store_has_values => {
                 let identity = age::x25519::Identity::generate();
-                let text = format!(
+                let text = zeroize::Zeroizing::new(format!(
                     "# keyward machine key: decrypts the secret store. Keep it 0600; back it up with the DR export.\n# public key: {}\n{}\n",
                     identity.to_public(),
                     identity.to_string().expose_secret()
-                );
+                ));
                 crate::store::atomic_write(p, text.as_bytes(), FileMode::PRIVATE)?;
                 crate::info!("created the machine key {}", p.display());
                 return Ok(identity);
