@@ -343,10 +343,17 @@ mod tests {
             std::fs::metadata(dir.path().join("machine.key")).unwrap().mode() & 0o777,
             0o600
         );
-        for p in
-            crate::store::Store::open(&dir.path().join("state")).unwrap().root().read_dir().unwrap()
-        {
-            let _ = p;
+        // No file of the state folder holds a value in plaintext.
+        let mut stack = vec![dir.path().join("state")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(d).unwrap().flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    let b = std::fs::read(e.path()).unwrap();
+                    assert!(!b.windows(6).any(|w| w == b"canary"), "{:?}", e.path());
+                }
+            }
         }
         let blob = std::fs::read(v.blob_path("A", 1)).unwrap();
         assert!(!blob.windows(6).any(|w| w == b"canary"));
