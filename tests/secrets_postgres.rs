@@ -302,3 +302,32 @@ fn crash_after_verify() {
 fn crash_after_promote() {
     crash_then_rerun("after-promote");
 }
+
+#[test]
+fn an_admin_without_the_right_is_refused_and_nothing_changes() {
+    let s = setup();
+    let before = assert_consistent(&s);
+    s.pg.psql_admin("CREATE ROLE weak LOGIN PASSWORD 'weak-pw-for-tests'");
+    let pw = s.env.path("weak.pass");
+    std::fs::write(&pw, "weak-pw-for-tests\n").unwrap();
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let text = std::fs::read_to_string(s.env.config()).unwrap();
+    let text = text.replace(
+        "dbname = \"postgres\"\n",
+        &format!(
+            "dbname = \"postgres\"\nadmin_user = \"weak\"\nadmin_password_file = \"{}\"\n",
+            pw.display()
+        ),
+    );
+    std::fs::write(s.env.config(), text).unwrap();
+    let r = s.env.run(&["secrets", "rotate", "POSTGRES_PASSWORD"]);
+    r.code(1);
+    assert!(
+        r.stdout.contains("refused to change the password of role \"pazpaz\"")
+            && r.stdout.contains("version 1 is still current in every target")
+            && r.stdout.contains("run 'keyward secrets rotate POSTGRES_PASSWORD' again"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(assert_consistent(&s), before);
+}

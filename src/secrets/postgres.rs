@@ -57,6 +57,10 @@ pub enum PgError {
     Login { server: String, role: String, detail: String },
     #[error("PostgreSQL at {server} refused to change the password of role \"{role}\" ({detail})")]
     Alter { server: String, role: String, detail: String },
+    #[error(
+        "the connection to PostgreSQL at {server} broke while changing the password of role \"{role}\" ({detail}); the change may or may not have happened"
+    )]
+    AlterLost { server: String, role: String, detail: String },
     #[error("cannot read {path}: {detail}")]
     File { path: PathBuf, detail: String },
     #[error("cannot start the PostgreSQL client: {0}")]
@@ -217,10 +221,15 @@ impl Server {
             // and ':' only (postgres-protocol guarantees no quoting is needed), and the
             // role name is quoted as an identifier.
             let sql = format!("ALTER ROLE {} PASSWORD '{}'", quote_ident(role), verifier);
-            client.simple_query(&sql).await.map_err(|e| PgError::Alter {
-                server: self.describe(),
-                role: role.to_string(),
-                detail: describe(&e),
+            client.simple_query(&sql).await.map_err(|e| {
+                let (server, role, detail) = (self.describe(), role.to_string(), describe(&e));
+                // A server error means the statement did not run; anything else leaves
+                // the outcome unknown.
+                if e.as_db_error().is_some() {
+                    PgError::Alter { server, role, detail }
+                } else {
+                    PgError::AlterLost { server, role, detail }
+                }
             })?;
             Ok(())
         })

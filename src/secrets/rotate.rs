@@ -133,13 +133,7 @@ fn apply(
             let mut candidates: Vec<&SecretBytes> = other.into_iter().collect();
             candidates.push(value);
             server.set_password(role, &candidates, value).map_err(|e| ApplyError {
-                maybe_changed: !matches!(
-                    e,
-                    super::postgres::PgError::Connect { .. }
-                        | super::postgres::PgError::Login { .. }
-                        | super::postgres::PgError::File { .. }
-                        | super::postgres::PgError::Runtime(_)
-                ),
+                maybe_changed: matches!(e, super::postgres::PgError::AlterLost { .. }),
                 message: e.to_string(),
             })
         }
