@@ -322,3 +322,23 @@ fn kill_9_during_a_hook_then_rerun_rolls_back() {
     assert_eq!(r.stdout, v1);
     assert!(vault(&env)["secrets"]["SECRET_KEY"].get("pending").is_none());
 }
+
+#[test]
+fn a_first_value_interrupted_anywhere_is_finished_not_lost() {
+    for phase in ["after-stage", "after-apply-env", "after-apply", "after-verify"] {
+        let env = Env::init();
+        let fault = format!("rotate:{phase}");
+        let r = env.run_env(&["run"], &[("KEYWARD_FAULT", &fault)]);
+        assert_ne!(r.code, 0, "{phase}");
+        // SECRET_KEY (the first policy) was being created: it had no value to roll
+        // back to, so the next run finishes the staged one.
+        let staged = vault(&env)["secrets"]["SECRET_KEY"]["pending"]["version"]["version"].clone();
+        assert_eq!(staged, 1, "{phase}");
+        env.run(&["run"]).code(0);
+        let v = vault(&env);
+        assert!(v["secrets"]["SECRET_KEY"].get("pending").is_none(), "{phase}: {v}");
+        assert_eq!(v["secrets"]["SECRET_KEY"]["current"]["version"], 1, "{phase}");
+        let r = env.run(&["secrets", "get", "SECRET_KEY"]);
+        assert_eq!(r.stdout, env_value(&env, "SECRET_KEY"), "{phase}");
+    }
+}
