@@ -126,6 +126,10 @@ fn list_rotate_rollback_and_status_due_dates() {
         doc["items"].as_array().unwrap().iter().find(|i| i["name"] == n).unwrap().clone()
     };
     assert_eq!(item(&st.json(), "CSRF_SECRET_KEY")["health"], "due-soon");
+    assert_eq!(item(&st.json(), "CSRF_SECRET_KEY")["version"], 1);
+    let st = env.run_env(&["status"], &[("KEYWARD_NOW", &later(80))]);
+    let line = st.stdout.lines().find(|l| l.contains("CSRF_SECRET_KEY")).unwrap().to_string();
+    assert!(line.contains("due soon") && line.contains("v1, 80 days old"), "{line}");
     let st = env.run_env(&["status"], &[("KEYWARD_NOW", &later(91))]);
     st.code(3);
     assert!(st.stdout.contains("OVERDUE"), "{}", st.stdout);

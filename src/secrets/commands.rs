@@ -187,6 +187,15 @@ pub fn status(ctx: &Context) -> Result<Vec<Item>, Error> {
             health = Health::Failing;
             note = format!("last attempt {} failed: {}", err.time, err.error);
         }
+        // The human table has no version or age column: say them in the note.
+        if let Some(c) = current {
+            let age = last_rotated(e)
+                .and_then(|t| parse_time(&t))
+                .map(|t| (ctx.now - t).num_days())
+                .unwrap_or(0);
+            let head = format!("v{}, {age} days old", c.version);
+            note = if note.is_empty() { head } else { format!("{head}; {note}") };
+        }
         items.push(Item {
             kind: "secret",
             name: p.name.clone(),
