@@ -135,6 +135,7 @@ pub fn run(ctx: &Context, dry_run: bool) -> Result<Exit, Error> {
     let steps = vec![
         crate::ca::run_due(ctx, dry_run),
         crate::acme::run_due(ctx, dry_run),
+        crate::secrets::run_due(ctx, dry_run),
         // GitHub sync comes after every rotation, so it sends the new values.
         crate::github::run_due(ctx, dry_run),
     ];

@@ -114,6 +114,7 @@ pub fn collect(ctx: &Context) -> Result<Status, Error> {
     let mut items = Vec::new();
     items.extend(crate::ca::status(ctx)?);
     items.extend(crate::acme::status(ctx)?);
+    items.extend(crate::secrets::status(ctx)?);
     items.extend(crate::github::status(ctx)?);
     let last_run: Option<LastRun> = ctx.store.read_json(LAST_RUN_FILE)?;
     let attention = items.iter().any(Item::needs_attention);

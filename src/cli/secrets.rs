@@ -35,6 +35,9 @@ pub enum SecretsCommand {
         /// Write to this file instead of stdout
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Read the policies from this folder instead of the configuration's
+        #[arg(long, value_name = "DIR")]
+        policies: Option<PathBuf>,
     },
 }
 
@@ -44,8 +47,12 @@ pub enum ReportCommand {
     Presence {
         #[arg(long, value_enum)]
         source: SourceArg,
+        /// Check the secrets required in this environment [default: secrets.environment, else any]
         #[arg(long)]
         environment: Option<String>,
+        /// Read the policies from this folder (no keyward.toml needed for --source env)
+        #[arg(long, value_name = "DIR")]
+        policies: Option<PathBuf>,
     },
 }
 
@@ -56,20 +63,98 @@ pub enum SourceArg {
     State,
 }
 
-pub fn dispatch(cmd: SecretsCommand, _global: &Global) -> Result<Exit, Error> {
-    let name = match cmd {
-        SecretsCommand::List => "secrets list",
-        SecretsCommand::Rotate { .. } => "secrets rotate",
-        SecretsCommand::Rollback { .. } => "secrets rollback",
-        SecretsCommand::Set { .. } => "secrets set",
-        SecretsCommand::Get { .. } => "secrets get",
-        SecretsCommand::Docs { .. } => "secrets docs",
-    };
-    Err(Error::NotImplemented(name))
+pub fn dispatch(cmd: SecretsCommand, global: &Global) -> Result<Exit, Error> {
+    use crate::output::Format::{Human, Json};
+    use crate::secrets::commands;
+    match cmd {
+        SecretsCommand::List => {
+            global.require_format("secrets list", &[Human, Json])?;
+            commands::list(&global.context("secrets list")?)
+        }
+        SecretsCommand::Rotate { names, due, dry_run } => {
+            global.require_format("secrets rotate", &[Human, Json])?;
+            commands::rotate(&global.context("secrets rotate")?, &names, due, dry_run)
+        }
+        SecretsCommand::Rollback { name } => {
+            global.require_format("secrets rollback", &[Human, Json])?;
+            commands::rollback(&global.context("secrets rollback")?, &name)
+        }
+        SecretsCommand::Set { name } => {
+            global.require_format("secrets set", &[Human, Json])?;
+            commands::set(&global.context("secrets set")?, &name)
+        }
+        SecretsCommand::Get { name, reveal } => {
+            // The value is the output: never inside a JSON document.
+            global.require_format("secrets get", &[Human])?;
+            commands::get(&global.context("secrets get")?, &name, reveal)
+        }
+        SecretsCommand::Docs { output, policies } => {
+            global.require_format("secrets docs", &[Human, Json])?;
+            let dir = match policies {
+                Some(d) => d,
+                None => policy_dir(global, "secrets docs")?,
+            };
+            commands::docs(&dir, output.as_deref(), global.format)
+        }
+    }
 }
 
-pub fn dispatch_report(cmd: ReportCommand, _global: &Global) -> Result<Exit, Error> {
+/// The policy folder of the configuration.
+fn policy_dir(global: &Global, command: &str) -> Result<PathBuf, Error> {
+    let ctx = global.context(command)?;
+    let config =
+        ctx.config.file.secrets.as_ref().ok_or(crate::secrets::SecretsError::NotConfigured)?;
+    Ok(crate::secrets::policy_dir(&ctx, config))
+}
+
+pub fn dispatch_report(cmd: ReportCommand, global: &Global) -> Result<Exit, Error> {
+    use crate::output::Format::{Github, Human, Json};
     match cmd {
-        ReportCommand::Presence { .. } => Err(Error::NotImplemented("report presence")),
+        ReportCommand::Presence { source, environment, policies } => {
+            global.require_format("report presence", &[Human, Json, Github])?;
+            let now = crate::util::now();
+            // CI can run this from a checkout without a keyward.toml: --policies DIR.
+            let (policies, ctx) = match policies {
+                Some(dir) if !matches!(source, SourceArg::State) => {
+                    (crate::secrets::Policies::load_dir(&dir)?, None)
+                }
+                explicit => {
+                    let ctx = global.context("report presence")?;
+                    let config = ctx
+                        .config
+                        .file
+                        .secrets
+                        .as_ref()
+                        .ok_or(crate::secrets::SecretsError::NotConfigured)?;
+                    let dir = explicit.unwrap_or_else(|| crate::secrets::policy_dir(&ctx, config));
+                    let policies = crate::secrets::Policies::load_dir(&dir)?;
+                    (policies, Some(ctx))
+                }
+            };
+            let environment = environment.or_else(|| {
+                ctx.as_ref()
+                    .and_then(|c| c.config.file.secrets.as_ref())
+                    .and_then(|s| s.environment.clone())
+            });
+            let report = match source {
+                SourceArg::Env => crate::report::presence(
+                    &policies,
+                    environment.as_deref(),
+                    &crate::report::EnvSource,
+                    now,
+                )?,
+                SourceArg::State => {
+                    let ctx = ctx.ok_or_else(|| {
+                        Error::Usage("--source state needs the configuration".into())
+                    })?;
+                    let src = crate::report::StateSource::load(&ctx)?;
+                    crate::report::presence(&policies, environment.as_deref(), &src, now)?
+                }
+                SourceArg::Github => {
+                    return Err(Error::NotImplemented("report presence --source github"));
+                }
+            };
+            crate::report::emit(&report, global.format)
+        }
     }
 }

@@ -37,6 +37,10 @@ pub const FILES: &[(&str, &str)] = &[
     ("ca/postgres-server.toml", include_str!("../../ca/postgres-server.toml")),
     ("ca/postgres-client.toml", include_str!("../../ca/postgres-client.toml")),
     ("ca/minio-server.toml", include_str!("../../ca/minio-server.toml")),
+    ("policies/application.toml", include_str!("../../policies/application.toml")),
+    ("policies/database.toml", include_str!("../../policies/database.toml")),
+    ("policies/storage.toml", include_str!("../../policies/storage.toml")),
+    ("policies/third-party.toml", include_str!("../../policies/third-party.toml")),
 ];
 
 #[derive(Debug, Serialize)]

@@ -1,0 +1,81 @@
+//! Benchmark: `keyward report presence --source env` over 1,000 secrets, beside the
+//! shell loop CI used before (`[ -n "${!NAME}" ] || echo "::error::…"` per name).
+//!
+//! Run: `cargo build --release && cargo run --release --example bench_report_presence`.
+//! Prints the median of 5 runs of each. Figures go to docs/performance/secrets.md.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::{RUNS, Timing, keyward};
+
+const SECRETS: usize = 1000;
+
+fn time(cmd: &mut Command, expect: i32) -> Timing {
+    common::time(|| {
+        let out =
+            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(expect),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    })
+}
+
+fn main() {
+    let kw = keyward();
+    let tmp = tempfile::tempdir().unwrap();
+    let policies = tmp.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let mut text = String::new();
+    let mut names = Vec::new();
+    for i in 0..SECRETS {
+        let name = format!("BENCH_SECRET_{i:04}");
+        text.push_str(&format!(
+            "[[secret]]\nname = \"{name}\"\ndescription = \"benchmark secret {i}\"\ngenerator = {{ kind = \"base64\", bytes = 32 }}\nrequired_in = [\"production\"]\ngithub = [{{ scope = \"environment\", environment = \"production\" }}]\n\n"
+        ));
+        names.push(name);
+    }
+    std::fs::write(policies.join("bench.toml"), text).unwrap();
+    // Every secret present but one, as in a CI job that forgot one.
+    let vars: Vec<(String, String)> =
+        names.iter().skip(1).map(|n| (n.clone(), "x".repeat(44))).collect();
+
+    let mut k = Command::new(&kw);
+    k.args([
+        "report",
+        "presence",
+        "--source",
+        "env",
+        "--environment",
+        "production",
+        "--format",
+        "github",
+        "--policies",
+    ])
+    .arg(&policies)
+    .envs(vars.iter().map(|(a, b)| (a, b)))
+    .env_remove("GITHUB_STEP_SUMMARY");
+    let keyward_t = time(&mut k, 3);
+
+    let script = format!(
+        "missing=0; for n in {}; do if [ -z \"${{!n}}\" ]; then echo \"::error title=Missing secret::$n\"; missing=1; fi; done; [ $missing = 0 ] || exit 3",
+        names.join(" ")
+    );
+    let mut b = Command::new("bash");
+    b.args(["-c", &script]).envs(vars.iter().map(|(a, b)| (a, b)));
+    let bash_t = time(&mut b, 3);
+
+    println!(
+        "keyward report presence --source env ({SECRETS} secrets): median of {RUNS} = {}",
+        keyward_t.ms()
+    );
+    println!(
+        "bash loop over the same names (no policies, no report):  median of {RUNS} = {}",
+        bash_t.ms()
+    );
+}
