@@ -107,6 +107,63 @@ impl Source for StateSource {
     }
 }
 
+/// GitHub: a secret is present when a scope its policy names holds it. With
+/// `--environment ENV` the scopes are those a job in ENV sees: the repository, the
+/// organisation and ENV's own environment. Only names and `updated_at` come back from
+/// GitHub (it never returns values).
+pub struct GithubSource {
+    /// name → the newest `updated_at` among the scopes that hold it.
+    found: HashMap<String, Option<String>>,
+}
+
+impl GithubSource {
+    pub fn load(
+        ctx: &crate::Context,
+        policies: &Policies,
+        environment: Option<&str>,
+    ) -> Result<GithubSource, Error> {
+        use crate::github::GithubScope;
+        let applies = |s: &GithubScope| match s {
+            GithubScope::Environment { environment: e } => environment.is_none_or(|env| env == e),
+            GithubScope::Repository | GithubScope::Organization { .. } => true,
+        };
+        let mut listed: HashMap<GithubScope, HashMap<String, Option<String>>> = HashMap::new();
+        for scope in policies.iter().flat_map(|p| p.github.iter()).filter(|s| applies(s)) {
+            if !listed.contains_key(scope) {
+                let names = crate::github::present_names(ctx, scope)?;
+                listed.insert(scope.clone(), names.into_iter().collect());
+            }
+        }
+        let mut found: HashMap<String, Option<String>> = HashMap::new();
+        for p in policies.iter() {
+            for scope in p.github.iter().filter(|s| applies(s)) {
+                if let Some(updated) = listed.get(scope).and_then(|names| names.get(&p.name)) {
+                    let slot = found.entry(p.name.clone()).or_default();
+                    if updated.as_deref() > slot.as_deref() {
+                        *slot = updated.clone();
+                    }
+                }
+            }
+        }
+        Ok(GithubSource { found })
+    }
+}
+
+impl Source for GithubSource {
+    fn name(&self) -> &'static str {
+        "github"
+    }
+    fn observe(&self, names: &[&str]) -> Result<Vec<Observation>, Error> {
+        Ok(names
+            .iter()
+            .map(|n| match self.found.get(*n) {
+                Some(t) => Observation { present: true, updated_at: t.clone() },
+                None => Observation::default(),
+            })
+            .collect())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum State {

@@ -2,15 +2,14 @@
 //! rest.
 //!
 //! The account credentials (account URL and P-256 private key, as instant-acme
-//! serializes them) are encrypted with age to this machine's identity
-//! ([`machine_identity`]) and written 0600 under `state/acme/accounts/<directory-id>/`.
+//! serializes them) are encrypted with age to the machine key (the secret store's,
+//! `secrets.machine_key`) and written 0600 under `state/acme/accounts/<directory-id>/`.
 //! Beside them, `account.json` holds what is not secret (directory, account URL,
 //! contact) so `list` and `status` never decrypt anything. This module never prints or
 //! logs the key, and the EAB HMAC key is read from a private file, never from argv.
 
 use std::path::{Path, PathBuf};
 
-use age::secrecy::ExposeSecret;
 use base64::Engine;
 use instant_acme::{Account, AccountCredentials, ExternalAccountKey, NewAccount};
 use serde::{Deserialize, Serialize};
@@ -21,42 +20,14 @@ use super::directory::AcmeDirectory;
 use crate::Context;
 use crate::store::{FileMode, atomic_write, ensure_private_dir, read_private};
 
-/// The machine key file, relative to the state folder.
-pub const MACHINE_KEY: &str = "machine.key";
-
-/// This machine's age identity, made on first use (state/machine.key, 0600).
-///
-/// It encrypts state that must survive a restart but never leave the machine in the
-/// clear (the ACME account key). The DR export carries it encrypted to the offline DR
-/// recipients.
-pub fn machine_identity(ctx: &Context) -> Result<age::x25519::Identity, AcmeError> {
-    let path = ctx.store.path(MACHINE_KEY);
-    if path.exists() {
-        let bytes = Zeroizing::new(read_private(&path)?);
-        let text = std::str::from_utf8(&bytes).map_err(|_| AcmeError::MachineKey {
-            path: path.clone(),
-            detail: "not UTF-8".into(),
-        })?;
-        let line =
-            text.lines().map(str::trim).find(|l| l.starts_with("AGE-SECRET-KEY-")).ok_or_else(
-                || AcmeError::MachineKey {
-                    path: path.clone(),
-                    detail: "no AGE-SECRET-KEY- line".into(),
-                },
-            )?;
-        return line.parse().map_err(|e: &str| AcmeError::MachineKey {
-            path: path.clone(),
-            detail: e.to_string(),
-        });
-    }
-    let id = age::x25519::Identity::generate();
-    let text = Zeroizing::new(format!(
-        "# keyward machine key: decrypts this machine's state; never copy it off the machine\n# public key: {}\n{}\n",
-        id.to_public(),
-        id.to_string().expose_secret()
-    ));
-    atomic_write(&path, text.as_bytes(), FileMode::PRIVATE)?;
-    Ok(id)
+/// The machine key that encrypts the account key at rest: the same key as the secret
+/// store's (`secrets.machine_key`, kept outside the state folder). `in_use`: an account
+/// encrypted to it exists, so a missing key is an error, never replaced.
+fn machine_identity(ctx: &Context, in_use: bool) -> Result<age::x25519::Identity, AcmeError> {
+    crate::secrets::machine_identity(ctx, in_use).map_err(|e| AcmeError::MachineKey {
+        path: crate::secrets::machine_key_path(ctx).unwrap_or_default(),
+        detail: e.to_string(),
+    })
 }
 
 /// What is known about an account without decrypting it.
@@ -132,7 +103,7 @@ pub async fn load_or_create(
     if let Some(meta) = read_meta(ctx, dir.url())?
         && cred_path.exists()
     {
-        let identity = machine_identity(ctx)?;
+        let identity = machine_identity(ctx, true)?;
         let sealed = read_private(&cred_path)?;
         let plain = Zeroizing::new(age::decrypt(&identity, &sealed).map_err(|e| {
             AcmeError::AccountKey { path: cred_path.clone(), detail: e.to_string() }
@@ -176,7 +147,7 @@ fn save(
     meta: &AccountMeta,
 ) -> Result<(), AcmeError> {
     ensure_private_dir(folder)?;
-    let identity = machine_identity(ctx)?;
+    let identity = machine_identity(ctx, false)?;
     let plain =
         Zeroizing::new(serde_json::to_vec(creds).map_err(|e| AcmeError::Internal(e.to_string()))?);
     let sealed = age::encrypt(&identity.to_public(), &plain)

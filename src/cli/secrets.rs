@@ -115,7 +115,7 @@ pub fn dispatch_report(cmd: ReportCommand, global: &Global) -> Result<Exit, Erro
             let now = crate::util::now();
             // CI can run this from a checkout without a keyward.toml: --policies DIR.
             let (policies, ctx) = match policies {
-                Some(dir) if !matches!(source, SourceArg::State) => {
+                Some(dir) if matches!(source, SourceArg::Env) => {
                     (crate::secrets::Policies::load_dir(&dir)?, None)
                 }
                 explicit => {
@@ -151,7 +151,14 @@ pub fn dispatch_report(cmd: ReportCommand, global: &Global) -> Result<Exit, Erro
                     crate::report::presence(&policies, environment.as_deref(), &src, now)?
                 }
                 SourceArg::Github => {
-                    return Err(Error::NotImplemented("report presence --source github"));
+                    let ctx = ctx.ok_or_else(|| {
+                        Error::Usage(
+                            "--source github needs the configuration (its [github] section)".into(),
+                        )
+                    })?;
+                    let src =
+                        crate::report::GithubSource::load(&ctx, &policies, environment.as_deref())?;
+                    crate::report::presence(&policies, environment.as_deref(), &src, now)?
                 }
             };
             crate::report::emit(&report, global.format)

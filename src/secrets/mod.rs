@@ -148,6 +148,30 @@ pub fn policy_dir(ctx: &Context, config: &SecretsConfig) -> PathBuf {
         .resolve(config.policies.as_deref().unwrap_or_else(|| std::path::Path::new("policies")))
 }
 
+/// The machine key: the one X25519 identity that decrypts this machine's state at rest
+/// (the secret store, the ACME account key). `in_use` says whether the caller already
+/// holds something encrypted to it; then, as when the secret store holds values, a
+/// missing key is an error and never replaced by a new one.
+pub fn machine_identity(
+    ctx: &Context,
+    in_use: bool,
+) -> Result<age::x25519::Identity, SecretsError> {
+    let default = SecretsConfig::default();
+    let config = ctx.config.file.secrets.as_ref().unwrap_or(&default);
+    let source = key_source(ctx, config)?;
+    let vault_in_use = std::fs::read_dir(ctx.store.path(vault::blob_dir()))
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    vault::load_or_create_key(&source, in_use || vault_in_use)
+}
+
+/// Where the machine key is read from (for the DR export).
+pub fn machine_key_path(ctx: &Context) -> Result<PathBuf, SecretsError> {
+    let default = SecretsConfig::default();
+    let config = ctx.config.file.secrets.as_ref().unwrap_or(&default);
+    Ok(key_source(ctx, config)?.path().to_path_buf())
+}
+
 fn key_source(ctx: &Context, config: &SecretsConfig) -> Result<vault::KeySource, SecretsError> {
     if let (Some(name), Some(dir)) =
         (&config.machine_key_credential, std::env::var_os("CREDENTIALS_DIRECTORY"))

@@ -133,6 +133,11 @@ impl KeySource {
     }
 }
 
+/// The folder of encrypted value blobs, relative to the state folder.
+pub(crate) fn blob_dir() -> &'static str {
+    BLOB_DIR
+}
+
 /// The opened store: metadata in memory, the key loaded on first use of a value.
 pub struct Vault {
     store: Store,
@@ -280,7 +285,7 @@ impl Vault {
 /// Reads the machine key, creating it (0600) when it is a file that does not exist and
 /// the store holds no value yet. A missing key with values in the store is an error,
 /// never a reason to make a new one: that would orphan every stored value.
-fn load_or_create_key(
+pub(crate) fn load_or_create_key(
     source: &KeySource,
     store_has_values: bool,
 ) -> Result<age::x25519::Identity, SecretsError> {
