@@ -73,7 +73,7 @@ fn before_the_first_issue_list_status_and_plan_say_what_will_happen() {
     // Not issued yet needs attention.
     let r = env.run(&["--format", "json", "status"]);
     r.code(3);
-    assert_eq!(r.json()["items"][0]["health"], "overdue");
+    assert_eq!(acme_item(&r.json(), "pazpaz.health")["health"], "overdue");
     // plan changes nothing and sends nothing (the directory is a closed port).
     let before = tree(env.root());
     let r = env.run(&["plan"]);
@@ -88,7 +88,7 @@ fn a_monitored_file_that_is_missing_is_failing() {
     with_acme(&env, "\n[acme]\nmonitor = [\"certs/missing.pem\"]\n");
     let r = env.run(&["--format", "json", "status"]);
     r.code(3);
-    let item = r.json()["items"][0].clone();
+    let item = acme_item(&r.json(), "missing.pem");
     assert_eq!(item["kind"], "certificate");
     assert_eq!(item["health"], "failing");
 }
@@ -107,11 +107,22 @@ fn a_damaged_state_file_is_a_failing_line_not_a_broken_status() {
     std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
     let r = env.run(&["--format", "json", "status"]);
     r.code(3);
-    let item = r.json()["items"][0].clone();
+    let item = acme_item(&r.json(), "pazpaz.health");
     assert_eq!(item["health"], "failing");
     assert!(item["note"].as_str().unwrap().contains("pazpaz.health.json is damaged"), "{item}");
     // A run reports it as a failed item and still finishes.
     let r = env.run(&["run"]);
     r.code(1);
     assert!(r.stdout.contains("damaged"), "{}", r.stdout);
+}
+
+/// The status item whose name contains `name` (other capabilities' items come too).
+fn acme_item(doc: &serde_json::Value, name: &str) -> serde_json::Value {
+    doc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"].as_str().is_some_and(|n| n.contains(name)))
+        .cloned()
+        .unwrap_or_else(|| panic!("no status item named {name}: {doc}"))
 }
