@@ -69,3 +69,27 @@ fn workflows_default_to_no_permissions() {
         );
     }
 }
+
+#[test]
+fn the_presence_check_maps_every_secret_production_requires() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let policies = keyward::secrets::Policies::load_dir(&root.join("policies")).unwrap();
+    let mut required: Vec<String> = policies
+        .iter()
+        .filter(|p| p.required_in.iter().any(|e| e == "production"))
+        .map(|p| p.name.clone())
+        .collect();
+    required.sort();
+    let text = std::fs::read_to_string(root.join(".github/workflows/deploy-presence.yml")).unwrap();
+    let mut mapped: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.trim().split_once(": ")?;
+            (v == format!("${{{{ secrets.{k} }}}}")).then(|| k.to_string())
+        })
+        .collect();
+    mapped.sort();
+    assert_eq!(mapped, required, "deploy-presence.yml's env block and the policies disagree");
+    assert!(text.contains("environment: production"));
+    assert!(text.contains("report presence --source env"));
+}
