@@ -4,7 +4,7 @@
 //! Every run starts from empty state (account registration + order + http-01 through
 //! the tool's own standalone listener), so the three do the same work.
 //!
-//!   scripts/fetch-pebble && apt-get install certbot lego
+//!   scripts/fetch-deb pebble trixie && apt-get install certbot lego
 //!   cargo build --release && cargo run --release --example bench_acme
 
 #[allow(dead_code)]

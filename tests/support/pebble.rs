@@ -3,7 +3,7 @@
 //! loopback on free ports in a temp folder and stopped on drop.
 //!
 //! Pebble 2.6 (with renewal information) comes from Debian trixie via
-//! `scripts/fetch-pebble`; Pebble 2.4 (no renewal information) is Debian 12's `pebble`
+//! `scripts/fetch-deb pebble trixie`; Pebble 2.4 (no renewal information) is Debian 12's `pebble`
 //! package. A missing peer fails the test naming the install step.
 #![allow(dead_code)]
 
@@ -31,15 +31,15 @@ pub fn free_port() -> u16 {
     }
 }
 
-/// Pebble 2.6 and pebble-challtestsrv unpacked by scripts/fetch-pebble.
+/// Pebble 2.6 and pebble-challtestsrv unpacked by `scripts/fetch-deb pebble trixie`.
 pub fn pebble26_dir() -> PathBuf {
     let dir = std::env::var_os("KEYWARD_PEBBLE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pebble-2.6"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/pebble-trixie"));
     let bin = dir.join("usr/bin");
     if !bin.join("pebble").is_file() || !bin.join("pebble-challtestsrv").is_file() {
         panic!(
-            "Pebble 2.6 is not in {}: run scripts/fetch-pebble (scripts/test runs it), which fetches Debian trixie's pebble package",
+            "Pebble 2.6 is not in {}: run scripts/fetch-deb pebble trixie (scripts/test runs it), which fetches Debian trixie's pebble package",
             dir.display()
         );
     }
