@@ -1,9 +1,10 @@
 //! The runbooks in docs/runbooks are executable: every ```sh block of a runbook runs,
 //! in order, in one bash with `set -euo pipefail`, in a sandbox (a temp folder with
 //! `keyward init` done, `keyward` on PATH, `$KEYWARD_CONFIG` pointing at the sandbox).
-//! A runbook whose commands stop working fails CI. Blocks marked ```text are shown to
-//! the operator but not run (they stand for things a sandbox cannot do, such as
-//! fetching the offline DR identity from the safe).
+//! A runbook whose commands stop working fails CI. Blocks marked ```sh drill are run
+//! too: they prepare the sandbox the way a rehearsal does (a first run, a stand-in for
+//! the offline DR identity) and the runbook says so. Blocks marked ```text are shown to
+//! the operator but not run (they need peers a sandbox does not have, such as GitHub).
 
 mod common;
 
@@ -16,7 +17,9 @@ fn shell_blocks(text: &str) -> Vec<String> {
     let mut current: Option<String> = None;
     for line in text.lines() {
         match &mut current {
-            None if line.trim_start() == "```sh" => current = Some(String::new()),
+            None if matches!(line.trim_start(), "```sh" | "```sh drill") => {
+                current = Some(String::new())
+            }
             Some(block) if line.trim_start() == "```" => {
                 blocks.push(std::mem::take(block));
                 current = None;
@@ -87,6 +90,6 @@ fn every_runbook_runs() {
 
 #[test]
 fn block_extraction() {
-    let md = "intro\n```sh\necho a\n```\n```text\nnot run\n```\n```sh\necho b\n```\n";
+    let md = "intro\n```sh\necho a\n```\n```text\nnot run\n```\n```sh drill\necho b\n```\n";
     assert_eq!(shell_blocks(md), vec!["echo a\n".to_string(), "echo b\n".to_string()]);
 }

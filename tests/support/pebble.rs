@@ -33,9 +33,9 @@ pub fn free_port() -> u16 {
 
 /// Pebble 2.6 and pebble-challtestsrv unpacked by `scripts/fetch-deb pebble trixie`.
 pub fn pebble26_dir() -> PathBuf {
-    let dir = std::env::var_os("KEYWARD_PEBBLE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/pebble-trixie"));
+    let dir = std::env::var_os("KEYWARD_PEBBLE_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/pebble-trixie")
+    });
     let bin = dir.join("usr/bin");
     if !bin.join("pebble").is_file() || !bin.join("pebble-challtestsrv").is_file() {
         panic!(
