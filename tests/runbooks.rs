@@ -93,3 +93,20 @@ fn block_extraction() {
     let md = "intro\n```sh\necho a\n```\n```text\nnot run\n```\n```sh drill\necho b\n```\n";
     assert_eq!(shell_blocks(md), vec!["echo a\n".to_string(), "echo b\n".to_string()]);
 }
+
+#[test]
+fn runbook_links_resolve() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/runbooks");
+    for book in runbooks().into_iter().chain([dir.join("README.md")]) {
+        let text = std::fs::read_to_string(&book).unwrap();
+        for (i, _) in text.match_indices("](") {
+            let rest = &text[i + 2..];
+            let target = &rest[..rest.find(')').unwrap_or(0)];
+            if target.starts_with("http") || target.starts_with('#') || target.is_empty() {
+                continue;
+            }
+            let path = dir.join(target.split('#').next().unwrap());
+            assert!(path.exists(), "{}: link to {target}, which does not exist", book.display());
+        }
+    }
+}
