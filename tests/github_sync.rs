@@ -494,7 +494,10 @@ fn canary_values_reach_no_log_line() {
     if std::env::var_os("KEYWARD_CANARY_CHILD").is_some() {
         keyward::output::init(keyward::output::Format::Human, 3);
         let s = server();
-        let cfg = config(&s);
+        // Listing every scope on every sync, so a change behind keyward's back is
+        // warned about in the same sync that writes the new version.
+        let mut cfg = config(&s);
+        cfg.drift_check = keyward::github::config::DriftCheck::Always;
         let api = api(&cfg);
         let states = States::new();
         let items = vec![

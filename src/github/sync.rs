@@ -414,9 +414,14 @@ fn sync_scope<A: SecretsApi>(
                 || e.access != access_sig(&w.access)
         }
     });
-    // A delete is always checked against what GitHub holds first.
+    // A delete is always checked against what GitHub holds first, and so is a scope
+    // keyward has never synced (it may hold secrets keyward does not know of).
     let prune_due = opts.prune && owned_unwanted;
-    let checked = opts.drift_check == super::config::DriftCheck::Always || !writes_due || prune_due;
+    let first_sync = !state.scopes.contains_key(&target.key());
+    let checked = opts.drift_check == super::config::DriftCheck::Always
+        || !writes_due
+        || prune_due
+        || first_sync;
 
     // The drift check: what GitHub holds now.
     let listed = if checked {
