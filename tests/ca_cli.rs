@@ -3,9 +3,9 @@
 
 mod common;
 
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::io::Read;
 use std::process::Command;
 
 use common::{Env, Run, require_tool, tree};
@@ -74,18 +74,41 @@ fn quick_start_builds_the_whole_pki_and_openssl_agrees() {
 
     // Every chain verifies, for its purpose.
     let ca = pg.join("root.crt");
-    let (ok, out) = openssl(&["verify", "-purpose", "sslserver", "-CAfile", p(&ca), p(&pg.join("server.crt"))]);
+    let (ok, out) =
+        openssl(&["verify", "-purpose", "sslserver", "-CAfile", p(&ca), p(&pg.join("server.crt"))]);
     assert!(ok, "{out}");
-    let (ok, out) = openssl(&["verify", "-purpose", "sslserver", "-CAfile", p(&minio.join("CAs/ca.crt")), p(&minio.join("public.crt"))]);
+    let (ok, out) = openssl(&[
+        "verify",
+        "-purpose",
+        "sslserver",
+        "-CAfile",
+        p(&minio.join("CAs/ca.crt")),
+        p(&minio.join("public.crt")),
+    ]);
     assert!(ok, "{out}");
     for role in ["pazpaz", "pazpaz_readonly", "pazpaz_backup"] {
         let d = deploy.join(format!("postgres/clients/{role}"));
-        let (ok, out) = openssl(&["verify", "-purpose", "sslclient", "-CAfile", p(&d.join("root.crt")), p(&d.join("postgresql.crt"))]);
+        let (ok, out) = openssl(&[
+            "verify",
+            "-purpose",
+            "sslclient",
+            "-CAfile",
+            p(&d.join("root.crt")),
+            p(&d.join("postgresql.crt")),
+        ]);
         assert!(ok, "{role}: {out}");
-        let (_, text) = openssl(&["x509", "-noout", "-subject", "-in", p(&d.join("postgresql.crt"))]);
+        let (_, text) =
+            openssl(&["x509", "-noout", "-subject", "-in", p(&d.join("postgresql.crt"))]);
         assert!(text.contains(&format!("CN = {role}")), "{text}");
         // A client certificate is not a server certificate.
-        let (ok, _) = openssl(&["verify", "-purpose", "sslserver", "-CAfile", p(&d.join("root.crt")), p(&d.join("postgresql.crt"))]);
+        let (ok, _) = openssl(&[
+            "verify",
+            "-purpose",
+            "sslserver",
+            "-CAfile",
+            p(&d.join("root.crt")),
+            p(&d.join("postgresql.crt")),
+        ]);
         assert!(!ok, "{role}'s client certificate verified as a server certificate");
     }
     // The CRL verifies against the CA.
@@ -119,9 +142,23 @@ fn quick_start_builds_the_whole_pki_and_openssl_agrees() {
     let hex = serial.trim().trim_start_matches("serial=");
     assert!((30..=32).contains(&hex.len()), "{hex}");
     // Validity is the profile's: one year.
-    let (_, dates) = openssl(&["x509", "-noout", "-checkend", &(364 * 86400).to_string(), "-in", p(&pg.join("server.crt"))]);
+    let (_, dates) = openssl(&[
+        "x509",
+        "-noout",
+        "-checkend",
+        &(364 * 86400).to_string(),
+        "-in",
+        p(&pg.join("server.crt")),
+    ]);
     assert!(dates.contains("will not expire"), "{dates}");
-    let (_, dates) = openssl(&["x509", "-noout", "-checkend", &(366 * 86400).to_string(), "-in", p(&pg.join("server.crt"))]);
+    let (_, dates) = openssl(&[
+        "x509",
+        "-noout",
+        "-checkend",
+        &(366 * 86400).to_string(),
+        "-in",
+        p(&pg.join("server.crt")),
+    ]);
     assert!(dates.contains("will expire"), "{dates}");
     // The key matches the certificate.
     let (_, a) = openssl(&["x509", "-noout", "-pubkey", "-in", p(&pg.join("server.crt"))]);
@@ -129,11 +166,17 @@ fn quick_start_builds_the_whole_pki_and_openssl_agrees() {
     assert_eq!(a, b);
 
     // A second run has nothing to do and touches nothing.
-    let before: Vec<_> = tree(&deploy).into_iter().map(|f| (f.clone(), std::fs::symlink_metadata(&f).unwrap().modified().unwrap())).collect();
+    let before: Vec<_> = tree(&deploy)
+        .into_iter()
+        .map(|f| (f.clone(), std::fs::symlink_metadata(&f).unwrap().modified().unwrap()))
+        .collect();
     let r = env.run(&["run"]);
     r.code(0);
     assert!(r.stdout.contains("nothing was due"), "{}", r.stdout);
-    let after: Vec<_> = tree(&deploy).into_iter().map(|f| (f.clone(), std::fs::symlink_metadata(&f).unwrap().modified().unwrap())).collect();
+    let after: Vec<_> = tree(&deploy)
+        .into_iter()
+        .map(|f| (f.clone(), std::fs::symlink_metadata(&f).unwrap().modified().unwrap()))
+        .collect();
     assert_eq!(before, after);
 
     // Inventory and status.
@@ -158,7 +201,14 @@ fn quick_start_builds_the_whole_pki_and_openssl_agrees() {
     assert!(keys.len() > 20, "found {} key lines", keys.len());
     let audit = std::fs::read_to_string(env.path("state/audit.jsonl")).unwrap();
     assert_no_keys(&keys, "the audit log", &audit);
-    for r in [&list, &show, &st, &r, &env.run(&["--format", "json", "audit", "show"]), &env.run(&["ca", "show", "postgres-server"])] {
+    for r in [
+        &list,
+        &show,
+        &st,
+        &r,
+        &env.run(&["--format", "json", "audit", "show"]),
+        &env.run(&["ca", "show", "postgres-server"]),
+    ] {
         assert_no_keys(&keys, "stdout", &r.stdout);
         assert_no_keys(&keys, "stderr", &r.stderr);
     }
@@ -167,7 +217,11 @@ fn quick_start_builds_the_whole_pki_and_openssl_agrees() {
     assert!(audit.contains("\"fingerprint\""), "{audit}");
     env.run(&["audit", "verify"]).code(0);
     // Tampering with a CA record is detected.
-    std::fs::write(env.path("state/audit.jsonl"), audit.replacen("\"action\":\"issue\"", "\"action\":\"renew\"", 1)).unwrap();
+    std::fs::write(
+        env.path("state/audit.jsonl"),
+        audit.replacen("\"action\":\"issue\"", "\"action\":\"renew\"", 1),
+    )
+    .unwrap();
     env.run(&["audit", "verify"]).code(1);
 }
 
@@ -188,7 +242,12 @@ fn run_renews_after_two_thirds_and_refreshes_the_crl() {
     let r = env.run_env(&["--format", "json", "run"], &[("KEYWARD_NOW", &t20.to_rfc3339())]);
     r.code(0);
     let doc = r.json();
-    let actions: Vec<String> = doc["steps"][0]["actions"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap().to_string()).collect();
+    let actions: Vec<String> = doc["steps"][0]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap().to_string())
+        .collect();
     assert!(actions.contains(&"refresh-crl".to_string()), "{doc}");
     assert!(!actions.contains(&"renew".to_string()), "{doc}");
     assert_ne!(std::fs::read(env.path("deploy/postgres/ssl/root.crl")).unwrap(), crl_before);
@@ -227,7 +286,11 @@ fn a_failing_reload_hook_fails_the_run_is_audited_and_retried() {
     let script = format!("test -e {} || {{ echo reload refused >&2; exit 4; }}", flag.display());
     let at = cfg.find("[ca.hooks.minio-reload]").unwrap();
     let (head, tail) = cfg.split_at(at);
-    let tail = tail.replacen("command = [\"true\"]", &format!("command = [\"sh\", \"-c\", {script:?}]"), 1);
+    let tail = tail.replacen(
+        "command = [\"true\"]",
+        &format!("command = [\"sh\", \"-c\", {script:?}]"),
+        1,
+    );
     let cfg = format!("{head}{tail}");
     std::fs::write(env.config(), cfg).unwrap();
     let r = env.run(&["run"]);
@@ -236,8 +299,18 @@ fn a_failing_reload_hook_fails_the_run_is_audited_and_retried() {
     // The other targets were still deployed and reloaded.
     assert!(env.path("deploy/postgres/ssl/server.crt").is_file());
     let audit = std::fs::read_to_string(env.path("state/audit.jsonl")).unwrap();
-    assert!(audit.lines().any(|l| l.contains("\"action\":\"reload\"") && l.contains("\"result\":\"failed\"") && l.contains("minio-reload")), "{audit}");
-    assert!(audit.lines().any(|l| l.contains("\"action\":\"reload\"") && l.contains("\"result\":\"ok\"") && l.contains("postgres-reload")), "{audit}");
+    assert!(
+        audit.lines().any(|l| l.contains("\"action\":\"reload\"")
+            && l.contains("\"result\":\"failed\"")
+            && l.contains("minio-reload")),
+        "{audit}"
+    );
+    assert!(
+        audit.lines().any(|l| l.contains("\"action\":\"reload\"")
+            && l.contains("\"result\":\"ok\"")
+            && l.contains("postgres-reload")),
+        "{audit}"
+    );
     let st = env.run(&["status"]);
     st.code(3);
     assert!(st.stdout.contains("reload hook minio-reload"), "{}", st.stdout);
@@ -272,14 +345,18 @@ fn adhoc_role_certificates_are_recorded_and_renewed() {
     env.run(&["ca", "issue", "minio-server", "--san", "files.internal"]).code(0);
     env.run(&["ca", "renew", "minio-server", "--force"]).code(0);
     let j = leaf_json(&env, "minio-server");
-    assert!(j["certificate"]["sans"].as_array().unwrap().iter().any(|s| s == "files.internal"), "{j}");
+    assert!(
+        j["certificate"]["sans"].as_array().unwrap().iter().any(|s| s == "files.internal"),
+        "{j}"
+    );
     // Unknown profile, leaf of another profile, bad SAN: usage errors.
     env.run(&["ca", "issue", "nope"]).code(2);
     env.run(&["ca", "issue", "postgres-client", "--name", "minio-server"]).code(2);
     env.run(&["ca", "issue", "minio-server", "--san", "bad host"]).code(2);
     env.run(&["ca", "renew", "ghost"]).code(2);
     // Revoke by serial, then again: already revoked.
-    let serial = leaf_json(&env, "reporting")["certificate"]["serial"].as_str().unwrap().to_string();
+    let serial =
+        leaf_json(&env, "reporting")["certificate"]["serial"].as_str().unwrap().to_string();
     env.run(&["ca", "revoke", &serial.to_ascii_uppercase()]).code(0);
     let r = env.run(&["ca", "revoke", &serial]);
     r.code(2);
@@ -293,11 +370,31 @@ fn bad_profiles_and_config_are_usage_errors_that_write_nothing() {
     let env = Env::init();
     env.run(&["run"]).code(0);
     let cases: &[(&str, &str, &str, &str)] = &[
-        ("ca/minio-server.toml", "validity_days = 365", "validity_days = 365\ncolour = \"blue\"", ":6:1: unknown field `colour`"),
-        ("ca/minio-server.toml", "validity_days = 365", "validity_days = 365\nis_ca = true", "CA:TRUE"),
-        ("ca/minio-server.toml", "validity_days = 365", "validity_days = 365\nkey_usage = [\"key_cert_sign\"]", "CA key usage"),
+        (
+            "ca/minio-server.toml",
+            "validity_days = 365",
+            "validity_days = 365\ncolour = \"blue\"",
+            ":6:1: unknown field `colour`",
+        ),
+        (
+            "ca/minio-server.toml",
+            "validity_days = 365",
+            "validity_days = 365\nis_ca = true",
+            "CA:TRUE",
+        ),
+        (
+            "ca/minio-server.toml",
+            "validity_days = 365",
+            "validity_days = 365\nkey_usage = [\"key_cert_sign\"]",
+            "CA key usage",
+        ),
         ("ca/minio-server.toml", "key_mode = \"0600\"", "key_mode = \"0644\"", "key_mode"),
-        ("ca/minio-server.toml", "key_mode = \"0600\"", "key_mode = \"0640\"\nowner = \"nobody\"", "duplicate key"),
+        (
+            "ca/minio-server.toml",
+            "key_mode = \"0600\"",
+            "key_mode = \"0640\"\nowner = \"nobody\"",
+            "duplicate key",
+        ),
         ("ca/postgres-client.toml", "key_mode = \"0600\"", "key_mode = \"0640\"", "root-owned"),
         ("ca/minio-server.toml", "reload = \"minio-reload\"", "reload = \"nope\"", "no hook"),
         ("ca/minio-server.toml", "[[leaf]]", "[[leaf", ":"),
@@ -308,9 +405,16 @@ fn bad_profiles_and_config_are_usage_errors_that_write_nothing() {
         let good = std::fs::read_to_string(&path).unwrap();
         assert!(good.contains(from), "{file} lacks {from}");
         std::fs::write(&path, good.replacen(from, to, 1)).unwrap();
-        let before: Vec<(PathBuf, Vec<u8>)> =
-            tree(env.root()).into_iter().filter(|f| f.is_file()).map(|f| (f.clone(), std::fs::read(&f).unwrap())).collect();
-        for args in [&["run"][..], &["ca", "renew", "--all", "--force"][..], &["ca", "issue", "minio-server"][..]] {
+        let before: Vec<(PathBuf, Vec<u8>)> = tree(env.root())
+            .into_iter()
+            .filter(|f| f.is_file())
+            .map(|f| (f.clone(), std::fs::read(&f).unwrap()))
+            .collect();
+        for args in [
+            &["run"][..],
+            &["ca", "renew", "--all", "--force"][..],
+            &["ca", "issue", "minio-server"][..],
+        ] {
             let r = env.run(args);
             r.code(2);
             assert!(r.stderr.contains(want), "{file} {to:?} {args:?}: {}", r.stderr);
@@ -318,8 +422,11 @@ fn bad_profiles_and_config_are_usage_errors_that_write_nothing() {
                 assert!(r.stderr.contains(p(&path)), "{}", r.stderr);
             }
         }
-        let after: Vec<(PathBuf, Vec<u8>)> =
-            tree(env.root()).into_iter().filter(|f| f.is_file()).map(|f| (f.clone(), std::fs::read(&f).unwrap())).collect();
+        let after: Vec<(PathBuf, Vec<u8>)> = tree(env.root())
+            .into_iter()
+            .filter(|f| f.is_file())
+            .map(|f| (f.clone(), std::fs::read(&f).unwrap()))
+            .collect();
         assert!(before == after, "{file} {to:?}: something was written");
         std::fs::write(&path, good).unwrap();
     }
@@ -339,7 +446,8 @@ fn ca_init_refuses_an_existing_ca_and_insecure_keys_are_refused() {
     assert_eq!(inv["authorities"].as_array().unwrap().len(), 1);
     assert_eq!(inv["authorities"][0]["key_type"], "p384");
     env.run(&["run"]).code(0);
-    let (_, t) = openssl(&["x509", "-noout", "-text", "-in", p(&env.path("deploy/postgres/ssl/root.crt"))]);
+    let (_, t) =
+        openssl(&["x509", "-noout", "-text", "-in", p(&env.path("deploy/postgres/ssl/root.crt"))]);
     assert!(t.contains("secp384r1") || t.contains("P-384"), "{t}");
     // A CA key that others can read is refused, with the fix.
     let id = inv["authorities"][0]["id"].as_str().unwrap();
@@ -347,10 +455,16 @@ fn ca_init_refuses_an_existing_ca_and_insecure_keys_are_refused() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let r = env.run(&["ca", "renew", "postgres-server", "--force"]);
     assert_ne!(r.code, 0);
-    assert!(r.stdout.contains("chmod 0600") || r.stderr.contains("chmod 0600"), "{} {}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("chmod 0600") || r.stderr.contains("chmod 0600"),
+        "{} {}",
+        r.stdout,
+        r.stderr
+    );
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     // So is a leaf key file.
-    let serial = leaf_json(&env, "minio-server")["certificate"]["serial"].as_str().unwrap().to_string();
+    let serial =
+        leaf_json(&env, "minio-server")["certificate"]["serial"].as_str().unwrap().to_string();
     let leaf = env.path(&format!("state/ca/leaves/minio-server/{serial}.pem"));
     std::fs::set_permissions(&leaf, std::fs::Permissions::from_mode(0o640)).unwrap();
     let r = env.run(&["ca", "show", "minio-server"]);
@@ -363,12 +477,17 @@ fn ca_init_refuses_an_existing_ca_and_insecure_keys_are_refused() {
     assert!(r.stderr.contains("--yes"), "{}", r.stderr);
     // Ed25519 leaves verify too.
     let cfg = std::fs::read_to_string(env.path("ca/minio-server.toml")).unwrap();
-    std::fs::write(env.path("ca/minio-server.toml"), cfg.replace("validity_days = 365", "validity_days = 365\nkey_type = \"ed25519\"")).unwrap();
+    std::fs::write(
+        env.path("ca/minio-server.toml"),
+        cfg.replace("validity_days = 365", "validity_days = 365\nkey_type = \"ed25519\""),
+    )
+    .unwrap();
     let r = env.run(&["run"]);
     r.code(0);
     assert!(r.stdout.contains("key type changed"), "{}", r.stdout);
     let m = env.path("deploy/minio/certs");
-    let (ok, out) = openssl(&["verify", "-CAfile", p(&m.join("CAs/ca.crt")), p(&m.join("public.crt"))]);
+    let (ok, out) =
+        openssl(&["verify", "-CAfile", p(&m.join("CAs/ca.crt")), p(&m.join("public.crt"))]);
     assert!(ok, "{out}");
     let (_, t) = openssl(&["x509", "-noout", "-text", "-in", p(&m.join("public.crt"))]);
     assert!(t.contains("ED25519"), "{t}");
@@ -389,20 +508,42 @@ fn two_tier_root_is_encrypted_and_only_signs_the_intermediate() {
     let armored = std::fs::read_to_string(dir.join("root.key.age")).unwrap();
     assert!(armored.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"), "{armored}");
     // The passphrase decrypts it (stock age would too: it is age v1, scrypt).
-    let id_ = age::scrypt::Identity::new(age::secrecy::SecretString::from("canary-root-passphrase".to_string()));
-    let plain = age::decrypt(&id_, &age::armor::ArmoredReader::new(armored.as_bytes()).bytes().collect::<Result<Vec<u8>, _>>().unwrap()).unwrap();
+    let id_ = age::scrypt::Identity::new(age::secrecy::SecretString::from(
+        "canary-root-passphrase".to_string(),
+    ));
+    let plain = age::decrypt(
+        &id_,
+        &age::armor::ArmoredReader::new(armored.as_bytes())
+            .bytes()
+            .collect::<Result<Vec<u8>, _>>()
+            .unwrap(),
+    )
+    .unwrap();
     assert!(String::from_utf8(plain).unwrap().contains("PRIVATE KEY"));
     // root -> intermediate -> leaf.
     let pg = env.path("deploy/postgres/ssl");
-    let (ok, out) = openssl(&["verify", "-CAfile", p(&dir.join("root.crt")), "-untrusted", p(&dir.join("ca.crt")), p(&pg.join("server.crt"))]);
+    let (ok, out) = openssl(&[
+        "verify",
+        "-CAfile",
+        p(&dir.join("root.crt")),
+        "-untrusted",
+        p(&dir.join("ca.crt")),
+        p(&pg.join("server.crt")),
+    ]);
     assert!(ok, "{out}");
     let (_, root) = openssl(&["x509", "-noout", "-text", "-in", p(&dir.join("root.crt"))]);
     assert!(root.contains("CA:TRUE, pathlen:1"), "{root}");
     let (_, inter) = openssl(&["x509", "-noout", "-text", "-in", p(&dir.join("ca.crt"))]);
     assert!(inter.contains("CA:TRUE, pathlen:0"), "{inter}");
     // The bundle has root and intermediate; the CRL file has a CRL for each.
-    assert_eq!(std::fs::read_to_string(pg.join("root.crt")).unwrap().matches("BEGIN CERTIFICATE").count(), 2);
-    assert_eq!(std::fs::read_to_string(pg.join("root.crl")).unwrap().matches("BEGIN X509 CRL").count(), 2);
+    assert_eq!(
+        std::fs::read_to_string(pg.join("root.crt")).unwrap().matches("BEGIN CERTIFICATE").count(),
+        2
+    );
+    assert_eq!(
+        std::fs::read_to_string(pg.join("root.crl")).unwrap().matches("BEGIN X509 CRL").count(),
+        2
+    );
     // The passphrase is nowhere else.
     let found = common::tree_contains(env.path("state").as_path(), b"canary-root-passphrase");
     assert!(found.is_empty(), "{found:?}");
@@ -426,7 +567,8 @@ fn two_tier_root_can_be_encrypted_to_dr_recipients() {
     env.run(&["ca", "init", "--two-tier"]).code(0);
     let inv = env.run(&["--format", "json", "ca", "list"]).json();
     let id = inv["authorities"][0]["id"].as_str().unwrap().to_string();
-    let armored = std::fs::read(env.path(&format!("state/ca/authorities/{id}/root.key.age"))).unwrap();
+    let armored =
+        std::fs::read(env.path(&format!("state/ca/authorities/{id}/root.key.age"))).unwrap();
     let mut r = age::armor::ArmoredReader::new(&armored[..]);
     let mut bytes = Vec::new();
     r.read_to_end(&mut bytes).unwrap();

@@ -35,12 +35,20 @@ fn spki_of_cert(pem_text: &str) -> Vec<u8> {
 fn check_consistent(env: &Env, when: &str) {
     for (dir, cert, key, bundle) in TARGETS {
         let d = env.path(dir);
-        let data = std::fs::read_link(d.join("..data")).unwrap_or_else(|e| panic!("{when}: {dir} has no ..data: {e}"));
+        let data = std::fs::read_link(d.join("..data"))
+            .unwrap_or_else(|e| panic!("{when}: {dir} has no ..data: {e}"));
         assert!(d.join(&data).is_dir(), "{when}: {dir}: ..data points at a missing generation");
-        let cert_pem = std::fs::read_to_string(d.join(cert)).unwrap_or_else(|e| panic!("{when}: {dir}/{cert}: {e}"));
-        let key_pem = std::fs::read_to_string(d.join(key)).unwrap_or_else(|e| panic!("{when}: {dir}/{key}: {e}"));
-        let pair = rcgen::KeyPair::from_pem(&key_pem).unwrap_or_else(|e| panic!("{when}: {dir}/{key}: {e}"));
-        assert_eq!(spki_of_cert(&cert_pem), pair.public_key_raw(), "{when}: {dir}: the key does not match the certificate");
+        let cert_pem = std::fs::read_to_string(d.join(cert))
+            .unwrap_or_else(|e| panic!("{when}: {dir}/{cert}: {e}"));
+        let key_pem = std::fs::read_to_string(d.join(key))
+            .unwrap_or_else(|e| panic!("{when}: {dir}/{key}: {e}"));
+        let pair = rcgen::KeyPair::from_pem(&key_pem)
+            .unwrap_or_else(|e| panic!("{when}: {dir}/{key}: {e}"));
+        assert_eq!(
+            spki_of_cert(&cert_pem),
+            pair.public_key_raw(),
+            "{when}: {dir}: the key does not match the certificate"
+        );
         let out = Command::new("openssl")
             .arg("verify")
             .arg("-CAfile")
@@ -64,7 +72,11 @@ fn check_consistent(env: &Env, when: &str) {
                 .arg(d.join("root.crl"))
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{when}: {dir}: root.crl does not verify: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{when}: {dir}: root.crl does not verify: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 }
@@ -113,11 +125,19 @@ fn kill_9_at_every_phase_of_regenerate_then_rerun_completes() {
     ];
     for (i, point) in points.iter().enumerate() {
         let r = env.run_env(&["ca", "regenerate", "--yes"], &[("KEYWARD_FAULT", point)]);
-        assert_eq!(r.code, -1, "{point}: keyward was not killed (exit {}):\n{}\n{}", r.code, r.stdout, r.stderr);
+        assert_eq!(
+            r.code, -1,
+            "{point}: keyward was not killed (exit {}):\n{}\n{}",
+            r.code, r.stdout, r.stderr
+        );
         check_consistent(&env, &format!("killed at {point}"));
         // Status shows the interrupted regeneration (except before the first write).
         let st = env.run(&["status"]);
-        assert!(st.stdout.contains("interrupted") || *point == "regenerate-started", "{point}: {}", st.stdout);
+        assert!(
+            st.stdout.contains("interrupted") || *point == "regenerate-started",
+            "{point}: {}",
+            st.stdout
+        );
         // Alternate the two ways of finishing it.
         let finish: &[&str] = if i % 2 == 0 { &["ca", "regenerate", "--yes"] } else { &["run"] };
         env.run(finish).code(0);
@@ -140,7 +160,10 @@ fn kill_9_at_random_moments_leaves_whole_sets() {
     for (i, ms) in delays_ms.iter().enumerate() {
         let mut child = env.spawn(&["ca", "regenerate", "--yes"]);
         std::thread::sleep(Duration::from_millis(*ms));
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         let status = child.wait().unwrap();
         check_consistent(&env, &format!("kill -9 after {ms} ms ({status})"));
         // `keyward run` finishes an interrupted regeneration and does nothing else.

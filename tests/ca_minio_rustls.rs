@@ -20,8 +20,10 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// Serves one TLS connection with the MinIO target's files; echoes one line.
 fn serve(dir: &Path) -> (u16, std::thread::JoinHandle<()>) {
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(dir.join("public.crt")).unwrap().map(Result::unwrap).collect();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("public.crt"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     let key = PrivateKeyDer::from_pem_file(dir.join("private.key")).unwrap();
     let config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()

@@ -21,8 +21,11 @@ fn setup(pg: &Postgres) -> Env {
     std::fs::set_permissions(env.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let (uid, gid) = common::pg::server_user();
     let root = nix::unistd::getuid().is_root();
-    let (owner, group, mode) =
-        if root { ("root".to_string(), gid.to_string(), "0640") } else { (uid.to_string(), gid.to_string(), "0600") };
+    let (owner, group, mode) = if root {
+        ("root".to_string(), gid.to_string(), "0640")
+    } else {
+        (uid.to_string(), gid.to_string(), "0600")
+    };
     std::fs::write(
         env.path("ca/postgres-server.toml"),
         format!(
@@ -64,7 +67,8 @@ key_mode = "0600"
         ),
     )
     .unwrap();
-    let cfg = std::fs::read_to_string(env.config()).unwrap().replace("chown = false", "chown = true");
+    let cfg =
+        std::fs::read_to_string(env.config()).unwrap().replace("chown = false", "chown = true");
     std::fs::write(env.config(), cfg).unwrap();
     let _ = pg;
     env
@@ -121,7 +125,11 @@ fn login(pg: &Postgres, user: &str, f: &(PathBuf, PathBuf, PathBuf)) -> common::
 fn assert_in(pg: &Postgres, user: &str, f: &(PathBuf, PathBuf, PathBuf)) {
     match login(pg, user, f) {
         Ok(u) => assert_eq!(u, user),
-        Err(e) => panic!("{user} could not log in with {}: {e}\n--- server log\n{}", f.1.display(), pg.log()),
+        Err(e) => panic!(
+            "{user} could not log in with {}: {e}\n--- server log\n{}",
+            f.1.display(),
+            pg.log()
+        ),
     }
 }
 
@@ -139,7 +147,8 @@ fn serial_presented(pg: &Postgres) -> String {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let start = text.find("-----BEGIN CERTIFICATE-----").expect("server certificate in s_client output");
+    let start =
+        text.find("-----BEGIN CERTIFICATE-----").expect("server certificate in s_client output");
     let end = text.find("-----END CERTIFICATE-----").unwrap() + 25;
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("c.pem");
@@ -188,7 +197,8 @@ fn postgres_accepts_keyward_certificates_through_revoke_regenerate_and_retire() 
     assert!(plain.is_err(), "a plain connection got in: {plain:?}");
     // A certificate from another CA is refused.
     let other = Env::init();
-    std::fs::copy(env.path("ca/postgres-client.toml"), other.path("ca/postgres-client.toml")).unwrap();
+    std::fs::copy(env.path("ca/postgres-client.toml"), other.path("ca/postgres-client.toml"))
+        .unwrap();
     other.run(&["run"]).code(0);
     let (_, oc, ok) = client(&other, "alice");
     let foreign = (alice.0.clone(), oc, ok);
@@ -208,8 +218,15 @@ fn postgres_accepts_keyward_certificates_through_revoke_regenerate_and_retire() 
         .unwrap();
     let crl = String::from_utf8_lossy(&crl.stdout).to_ascii_lowercase();
     let revoked_serial = {
-        let out = std::process::Command::new("openssl").args(["x509", "-noout", "-serial", "-in"]).arg(&revoked.1).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().trim_start_matches("serial=").to_ascii_lowercase()
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-serial", "-in"])
+            .arg(&revoked.1)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .trim_start_matches("serial=")
+            .to_ascii_lowercase()
     };
     assert!(crl.contains(&revoked_serial), "{revoked_serial} not in the CRL:\n{crl}");
     assert!(crl.contains("key compromise"), "{crl}");
@@ -257,7 +274,8 @@ fn postgres_accepts_a_two_tier_chain_with_crls_for_every_ca() {
     let env = setup(&pg);
     let pass = env.path("root-pass");
     std::fs::write(&pass, "correct horse battery staple\n").unwrap();
-    env.run(&["ca", "init", "--two-tier", "--root-passphrase-file", pass.to_str().unwrap()]).code(0);
+    env.run(&["ca", "init", "--two-tier", "--root-passphrase-file", pass.to_str().unwrap()])
+        .code(0);
     env.run(&["run"]).code(0);
     start_pg(&env, &mut pg);
     reload_hook_to(&env, &pg);

@@ -132,9 +132,8 @@ impl Authority {
     /// The signing key (refused when group or others can read it).
     pub fn signing_key(&self) -> Result<rcgen::KeyPair, CaError> {
         let bytes = store::read_private(&self.dir.join("ca.key"))?;
-        let text = zeroize::Zeroizing::new(String::from_utf8(bytes).map_err(|_| CaError::Corrupt {
-            path: self.dir.join("ca.key"),
-            detail: "not PEM text".into(),
+        let text = zeroize::Zeroizing::new(String::from_utf8(bytes).map_err(|_| {
+            CaError::Corrupt { path: self.dir.join("ca.key"), detail: "not PEM text".into() }
         })?);
         issue::load_key(&text, &format!("the key of CA {}", self.meta.id))
     }
@@ -175,11 +174,15 @@ pub fn load(store: &Store, id: &str) -> Result<Authority, CaError> {
             Err(source) => Err(CaError::Io { op: "read", path: dir.join(name), source }),
         }
     };
-    let cert_pem = read("ca.crt")?.ok_or_else(|| CaError::Corrupt {
-        path: dir.join("ca.crt"),
-        detail: "missing".into(),
-    })?;
-    Ok(Authority { root_pem: read("root.crt")?, root_crl_pem: read("root.crl")?, meta, dir, cert_pem })
+    let cert_pem = read("ca.crt")?
+        .ok_or_else(|| CaError::Corrupt { path: dir.join("ca.crt"), detail: "missing".into() })?;
+    Ok(Authority {
+        root_pem: read("root.crt")?,
+        root_crl_pem: read("root.crl")?,
+        meta,
+        dir,
+        cert_pem,
+    })
 }
 
 /// A fresh authority id: creation time and a random tag.
@@ -212,7 +215,11 @@ pub fn create(
     store::ensure_private_dir(&base)?;
     let tmp = base.join(format!(".{id}.tmp"));
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|source| CaError::Io { op: "remove", path: tmp.clone(), source })?;
+        std::fs::remove_dir_all(&tmp).map_err(|source| CaError::Io {
+            op: "remove",
+            path: tmp.clone(),
+            source,
+        })?;
     }
     store::ensure_private_dir(&tmp)?;
     let tag = id.rsplit('-').next().unwrap_or(id);
@@ -241,8 +248,17 @@ pub fn create(
         .map_err(sign_err)?;
         // The root's own CRL lives as long as the root: PostgreSQL checks a CRL for
         // every CA in the chain, and this key is offline.
-        let root_info = issue::inspect(root_cert.der()).map_err(|d| CaError::Corrupt { path: tmp.join("root.crt"), detail: d })?;
-        let root_crl = super::crl::sign(&root_cert.pem(), &root_key.pair, &root_info, 1, &[], now, root_info.not_after)?;
+        let root_info = issue::inspect(root_cert.der())
+            .map_err(|d| CaError::Corrupt { path: tmp.join("root.crt"), detail: d })?;
+        let root_crl = super::crl::sign(
+            &root_cert.pem(),
+            &root_key.pair,
+            &root_info,
+            1,
+            &[],
+            now,
+            root_info.not_after,
+        )?;
         let (armored, protection) = encrypt_root_key(&root_key.pem, root_to)?;
         write_new(&tmp.join("root.key.age"), armored.as_bytes(), 0o600)?;
         write_new(&tmp.join("root.crt"), root_cert.pem().as_bytes(), 0o644)?;
@@ -262,8 +278,10 @@ pub fn create(
     };
     write_new(&tmp.join("ca.key"), key.pem.expose().as_bytes(), 0o600)?;
     write_new(&tmp.join("ca.crt"), cert_pem.as_bytes(), 0o644)?;
-    let der = issue::pem_to_der(&cert_pem).map_err(|d| CaError::Corrupt { path: tmp.join("ca.crt"), detail: d })?;
-    let signing = issue::inspect(&der).map_err(|d| CaError::Corrupt { path: tmp.join("ca.crt"), detail: d })?;
+    let der = issue::pem_to_der(&cert_pem)
+        .map_err(|d| CaError::Corrupt { path: tmp.join("ca.crt"), detail: d })?;
+    let signing = issue::inspect(&der)
+        .map_err(|d| CaError::Corrupt { path: tmp.join("ca.crt"), detail: d })?;
     let meta = AuthorityMeta {
         id: id.to_string(),
         key_type: plan.key_type,
@@ -273,14 +291,20 @@ pub fn create(
         root,
         root_protection: protection,
     };
-    let mut json = serde_json::to_vec_pretty(&meta)
-        .map_err(|e| CaError::Corrupt { path: tmp.join("authority.json"), detail: e.to_string() })?;
+    let mut json = serde_json::to_vec_pretty(&meta).map_err(|e| CaError::Corrupt {
+        path: tmp.join("authority.json"),
+        detail: e.to_string(),
+    })?;
     json.push(b'\n');
     write_new(&tmp.join("authority.json"), &json, 0o600)?;
     store::fsync_dir(&tmp)?;
     super::fault("authority-written");
     let dest = dir_of(store, id);
-    std::fs::rename(&tmp, &dest).map_err(|source| CaError::Io { op: "rename into place", path: dest.clone(), source })?;
+    std::fs::rename(&tmp, &dest).map_err(|source| CaError::Io {
+        op: "rename into place",
+        path: dest.clone(),
+        source,
+    })?;
     store::fsync_dir(&base)?;
     load(store, id)
 }
@@ -297,10 +321,14 @@ fn encrypt_root_key(
             }
             let parsed: Vec<age::x25519::Recipient> = rs
                 .iter()
-                .map(|r| r.parse::<age::x25519::Recipient>().map_err(|e| CaError::Age(format!("DR recipient {r:?}: {e}"))))
+                .map(|r| {
+                    r.parse::<age::x25519::Recipient>()
+                        .map_err(|e| CaError::Age(format!("DR recipient {r:?}: {e}")))
+                })
                 .collect::<Result<_, _>>()?;
-            let enc = age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient))
-                .map_err(|e| CaError::Age(e.to_string()))?;
+            let enc =
+                age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient))
+                    .map_err(|e| CaError::Age(e.to_string()))?;
             (enc, RootProtection::Recipients { recipients: rs })
         }
         RootKeyTo::Passphrase(p) => {
@@ -327,10 +355,17 @@ pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError> {
         .mode(mode & 0o700)
         .open(path)
         .map_err(|source| CaError::Io { op: "create", path: path.to_path_buf(), source })?;
-    f.write_all(bytes).map_err(|source| CaError::Io { op: "write", path: path.to_path_buf(), source })?;
+    f.write_all(bytes).map_err(|source| CaError::Io {
+        op: "write",
+        path: path.to_path_buf(),
+        source,
+    })?;
     f.sync_all().map_err(|source| CaError::Io { op: "fsync", path: path.to_path_buf(), source })?;
-    f.set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(|source| CaError::Io { op: "set the mode of", path: path.to_path_buf(), source })?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|source| CaError::Io {
+        op: "set the mode of",
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(())
 }
 
@@ -339,5 +374,9 @@ pub fn write_state(path: &Path, bytes: &[u8], private: bool) -> Result<(), CaErr
     if let Some(d) = path.parent() {
         store::ensure_private_dir(d)?;
     }
-    Ok(store::atomic_write(path, bytes, if private { FileMode::PRIVATE } else { FileMode::PUBLIC })?)
+    Ok(store::atomic_write(
+        path,
+        bytes,
+        if private { FileMode::PRIVATE } else { FileMode::PUBLIC },
+    )?)
 }

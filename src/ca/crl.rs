@@ -5,7 +5,10 @@
 //! The CRL number only grows. This module signs in memory; the caller writes files.
 
 use chrono::{DateTime, Utc};
-use rcgen::{CertificateRevocationListParams, KeyIdMethod, KeyPair, RevocationReason, RevokedCertParams, SerialNumber};
+use rcgen::{
+    CertificateRevocationListParams, KeyIdMethod, KeyPair, RevocationReason, RevokedCertParams,
+    SerialNumber,
+};
 use serde::{Deserialize, Serialize};
 
 use super::CaError;
@@ -63,7 +66,9 @@ impl Revocations {
         match (self.this_update, self.next_update) {
             (Some(t), Some(n)) => {
                 let half = t + (n - t) / 2;
-                (now >= half).then(|| format!("half of its validity passed on {}", crate::util::fmt_time(half)))
+                (now >= half).then(|| {
+                    format!("half of its validity passed on {}", crate::util::fmt_time(half))
+                })
             }
             _ => Some("no CRL yet".into()),
         }
@@ -75,7 +80,8 @@ impl Revocations {
 }
 
 fn to_offset(t: DateTime<Utc>) -> time::OffsetDateTime {
-    time::OffsetDateTime::from_unix_timestamp(t.timestamp()).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    time::OffsetDateTime::from_unix_timestamp(t.timestamp())
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
 /// Signs a CRL with `key` for the CA certificate `ca_pem`; returns PEM.
@@ -109,6 +115,8 @@ pub fn sign(
             .collect(),
         key_identifier_method: KeyIdMethod::PreSpecified(ski),
     };
-    let crl = params.signed_by(&issuer).map_err(|e| CaError::Sign { what: what.clone(), message: e.to_string() })?;
+    let crl = params
+        .signed_by(&issuer)
+        .map_err(|e| CaError::Sign { what: what.clone(), message: e.to_string() })?;
     crl.pem().map_err(|e| CaError::Sign { what, message: e.to_string() })
 }

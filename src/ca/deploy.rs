@@ -40,7 +40,11 @@ pub struct Material<'a> {
 
 /// The files of `layout`.
 pub fn files(layout: Layout, m: &Material<'_>) -> Vec<File> {
-    let public = |rel: &'static str, s: String| File { rel, bytes: SecretBytes::new(s.into_bytes()), key: false };
+    let public = |rel: &'static str, s: String| File {
+        rel,
+        bytes: SecretBytes::new(s.into_bytes()),
+        key: false,
+    };
     let key = |rel: &'static str| File { rel, bytes: m.key.clone(), key: true };
     let full = format!("{}{}", m.cert, m.chain);
     match layout {
@@ -120,7 +124,8 @@ pub fn deploy(dir: &Path, files: &[File], own: Ownership) -> Result<String, CaEr
         super::fault("deploy-data-swapped");
     }
     // The visible names, each a symlink through ..data.
-    let mut visible: Vec<&str> = files.iter().map(|f| f.rel.split('/').next().unwrap_or(f.rel)).collect();
+    let mut visible: Vec<&str> =
+        files.iter().map(|f| f.rel.split('/').next().unwrap_or(f.rel)).collect();
     visible.dedup();
     let mut changed_links = false;
     for name in &visible {
@@ -161,13 +166,16 @@ fn write_generation(gen_dir: &Path, files: &[File], own: Ownership) -> Result<()
     let mut dirs = vec![gen_dir.to_path_buf()];
     for f in files {
         let path = gen_dir.join(f.rel);
-        if let Some(parent) = path.parent() {
-            if !parent.exists() {
-                std::fs::DirBuilder::new().mode(0o755).create(parent).map_err(io("create folder", parent))?;
-                std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))
-                    .map_err(io("set the mode of", parent))?;
-                dirs.push(parent.to_path_buf());
-            }
+        if let Some(parent) = path.parent()
+            && !parent.exists()
+        {
+            std::fs::DirBuilder::new()
+                .mode(0o755)
+                .create(parent)
+                .map_err(io("create folder", parent))?;
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))
+                .map_err(io("set the mode of", parent))?;
+            dirs.push(parent.to_path_buf());
         }
         let mode = if f.key { own.key_mode } else { 0o644 };
         let mut file = std::fs::OpenOptions::new()
@@ -178,15 +186,13 @@ fn write_generation(gen_dir: &Path, files: &[File], own: Ownership) -> Result<()
             .map_err(io("create", &path))?;
         file.write_all(f.bytes.expose()).map_err(io("write", &path))?;
         if own.uid.is_some() || own.gid.is_some() {
-            std::os::unix::fs::fchown(&file, own.uid, own.gid).map_err(|source| CaError::Chown {
-                path: path.clone(),
-                uid: own.uid,
-                gid: own.gid,
-                source,
+            std::os::unix::fs::fchown(&file, own.uid, own.gid).map_err(|source| {
+                CaError::Chown { path: path.clone(), uid: own.uid, gid: own.gid, source }
             })?;
         }
         // Group and other bits only once owner and group are final.
-        file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io("set the mode of", &path))?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(io("set the mode of", &path))?;
         file.sync_all().map_err(io("fsync", &path))?;
     }
     for d in dirs.iter().rev() {
@@ -206,7 +212,13 @@ mod tests {
 
     fn material_files(tag: &str) -> Vec<File> {
         let key = SecretBytes::from_slice(format!("KEY {tag}").as_bytes());
-        let m = Material { cert: &format!("CERT {tag}\n"), key: &key, chain: "", bundle: "CA\n", crl: "CRL\n" };
+        let m = Material {
+            cert: &format!("CERT {tag}\n"),
+            key: &key,
+            chain: "",
+            bundle: "CA\n",
+            crl: "CRL\n",
+        };
         files(Layout::Minio, &m)
     }
 
@@ -224,7 +236,9 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         assert_eq!(std::fs::metadata(dir.join("private.key")).unwrap().mode() & 0o777, 0o600);
         assert_eq!(std::fs::metadata(dir.join("public.crt")).unwrap().mode() & 0o777, 0o644);
-        assert!(std::fs::symlink_metadata(dir.join("public.crt")).unwrap().file_type().is_symlink());
+        assert!(
+            std::fs::symlink_metadata(dir.join("public.crt")).unwrap().file_type().is_symlink()
+        );
         // Only the current generation is left.
         let gens: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
+use super::CaError;
 use super::authority::{self, Authority, CreatePlan, Manifest, Phase, RootKeyTo, Transition};
 use super::config::{CaConfig, KeyType};
 use super::crl::{self, Reason, Revocations, Revoked};
@@ -21,13 +22,15 @@ use super::deploy::{self, Ownership};
 use super::inventory::{self, Index, LeafRecord, PastCert, TargetState};
 use super::issue::{self, CertInfo};
 use super::profile::{self, LeafSpec, Profiles, Usage};
-use super::CaError;
 use crate::audit::{Object, Outcome};
 use crate::output::{Human, Table};
 use crate::run::{Action, ActionResult};
 use crate::secret::SecretString;
 use crate::status::{Health, Item};
 use crate::{Context, Exit};
+
+/// A leaf to (re)issue: profile, spec, ad hoc, extra SANs, why, audit action.
+type Work = (String, LeafSpec, bool, Vec<String>, String, &'static str);
 
 /// The CA opened on a context.
 pub struct Ca<'a> {
@@ -162,7 +165,13 @@ impl<'a> Ca<'a> {
         Ok(r)
     }
 
-    fn audit(&self, action: &str, object: Object, outcome: Outcome, detail: Option<&str>) -> Result<(), CaError> {
+    fn audit(
+        &self,
+        action: &str,
+        object: Object,
+        outcome: Outcome,
+        detail: Option<&str>,
+    ) -> Result<(), CaError> {
         Ok(self.ctx.audit.append(action, object, outcome, detail)?)
     }
 
@@ -179,7 +188,7 @@ impl<'a> Ca<'a> {
     pub fn fail(&mut self, object: &str, action: &str, reason: &str, e: &CaError) {
         let msg = e.to_string();
         crate::warn!("{action} {object}: {msg}");
-        let _ = self.audit(action, Object::new("ca-object", object), Outcome::Failed, Some(&msg));
+        let _ = self.audit(action, Object::new("ca", object), Outcome::Failed, Some(&msg));
         self.act(object, action, reason, ActionResult::Failed { error: msg });
     }
 
@@ -206,7 +215,11 @@ impl<'a> Ca<'a> {
 
     // ----- the CA itself -------------------------------------------------------
 
-    fn root_to(&self, plan: &CreatePlan, passphrase: Option<&'a SecretString>) -> Result<Option<RootKeyTo<'a>>, CaError> {
+    fn root_to(
+        &self,
+        plan: &CreatePlan,
+        passphrase: Option<&'a SecretString>,
+    ) -> Result<Option<RootKeyTo<'a>>, CaError> {
         if !plan.two_tier {
             return Ok(None);
         }
@@ -226,16 +239,35 @@ impl<'a> Ca<'a> {
     }
 
     /// `ca init`: creates the CA; refuses if one exists.
-    pub fn init(&mut self, key_type: Option<KeyType>, two_tier: bool, passphrase: Option<&'a SecretString>) -> Result<(), CaError> {
-        if let Some(id) = self.manifest.current.clone().or_else(|| self.manifest.transition.as_ref().map(|t| t.new.clone())) {
+    pub fn init(
+        &mut self,
+        key_type: Option<KeyType>,
+        two_tier: bool,
+        passphrase: Option<&'a SecretString>,
+    ) -> Result<(), CaError> {
+        if let Some(id) = self
+            .manifest
+            .current
+            .clone()
+            .or_else(|| self.manifest.transition.as_ref().map(|t| t.new.clone()))
+        {
             return Err(CaError::Exists { id });
         }
-        let plan = CreatePlan { key_type: key_type.unwrap_or(self.cfg.key_type), two_tier, passphrase: passphrase.is_some() };
+        let plan = CreatePlan {
+            key_type: key_type.unwrap_or(self.cfg.key_type),
+            two_tier,
+            passphrase: passphrase.is_some(),
+        };
         let root_to = self.root_to(&plan, passphrase)?;
         self.create_first(plan, root_to, "ca init")
     }
 
-    fn create_first(&mut self, plan: CreatePlan, root_to: Option<RootKeyTo<'_>>, why: &str) -> Result<(), CaError> {
+    fn create_first(
+        &mut self,
+        plan: CreatePlan,
+        root_to: Option<RootKeyTo<'_>>,
+        why: &str,
+    ) -> Result<(), CaError> {
         let id = authority::new_id(self.now)?;
         if self.dry_run {
             self.act(&id, "create-ca", why, ActionResult::Planned);
@@ -243,7 +275,16 @@ impl<'a> Ca<'a> {
         }
         let a = authority::create(&self.ctx.store, self.cfg, &id, &plan, root_to, self.now)?;
         self.authorities.insert(id.clone(), a.clone());
-        self.audit("ca-create", ca_object(&a), Outcome::Ok, Some(&format!("{} {}", plan.key_type, if plan.two_tier { "two-tier" } else { "single-tier" })))?;
+        self.audit(
+            "ca-create",
+            ca_object(&a),
+            Outcome::Ok,
+            Some(&format!(
+                "{} {}",
+                plan.key_type,
+                if plan.two_tier { "two-tier" } else { "single-tier" }
+            )),
+        )?;
         self.manifest.current = Some(id.clone());
         authority::write_manifest(&self.ctx.store, &self.manifest)?;
         self.act(&id, "create-ca", why, ActionResult::Done);
@@ -265,7 +306,15 @@ impl<'a> Ca<'a> {
         let next = self.now + Duration::days(i64::from(self.cfg.crl_validity_days));
         self.signer_for(&a)?;
         let key = &self.signer.as_ref().ok_or(CaError::NoCa)?.1;
-        let pem = crl::sign(&a.cert_pem, key, &a.meta.signing, revs.crl_number, &revs.revoked, self.now, next)?;
+        let pem = crl::sign(
+            &a.cert_pem,
+            key,
+            &a.meta.signing,
+            revs.crl_number,
+            &revs.revoked,
+            self.now,
+            next,
+        )?;
         revs.this_update = Some(self.now);
         revs.next_update = Some(next);
         authority::write_state(&self.crl_path(id), pem.as_bytes(), false)?;
@@ -303,17 +352,25 @@ impl<'a> Ca<'a> {
     // ----- leaves --------------------------------------------------------------
 
     /// Issues (or reissues) one leaf with the current CA; the index is saved later.
-    fn issue_leaf(&mut self, profile_name: &str, spec: LeafSpec, adhoc: bool, extra_sans: Vec<String>, action: &str, why: &str) -> Result<(), CaError> {
+    fn issue_leaf(
+        &mut self,
+        profile_name: &str,
+        spec: LeafSpec,
+        adhoc: bool,
+        extra_sans: Vec<String>,
+        action: &str,
+        why: &str,
+    ) -> Result<(), CaError> {
         let name = spec.name.clone();
         if self.dry_run {
             self.act(&name, action, why, ActionResult::Planned);
             return Ok(());
         }
-        let profile = self
-            .profiles
-            .get(profile_name)
-            .cloned()
-            .ok_or_else(|| CaError::Invalid(format!("leaf {name} belongs to profile {profile_name:?}, which no longer exists")))?;
+        let profile = self.profiles.get(profile_name).cloned().ok_or_else(|| {
+            CaError::Invalid(format!(
+                "leaf {name} belongs to profile {profile_name:?}, which no longer exists"
+            ))
+        })?;
         let auth = self.current()?;
         let mut full = spec.clone();
         for s in &extra_sans {
@@ -337,14 +394,20 @@ impl<'a> Ca<'a> {
         let cert = params
             .signed_by(&key.pair, &iss)
             .map_err(|e| CaError::Sign { what: format!("leaf {name}"), message: e.to_string() })?;
-        let info = issue::inspect(cert.der()).map_err(|d| CaError::Sign { what: format!("leaf {name}"), message: d })?;
+        let info = issue::inspect(cert.der())
+            .map_err(|d| CaError::Sign { what: format!("leaf {name}"), message: d })?;
         inventory::write_leaf(&self.ctx.store, &name, &info.serial, &cert.pem(), key.pem.expose())?;
         let old = self.index.leaves.remove(&name);
         let mut history = Vec::new();
         let mut targets = BTreeMap::new();
         if let Some(o) = old {
             history = o.history;
-            history.push(PastCert { serial: o.cert.serial, issuer: o.issuer, fingerprint: o.cert.fingerprint, not_after: o.cert.not_after });
+            history.push(PastCert {
+                serial: o.cert.serial,
+                issuer: o.issuer,
+                fingerprint: o.cert.fingerprint,
+                not_after: o.cert.not_after,
+            });
             history.retain(|h| h.not_after > self.now);
             targets = o.targets;
         }
@@ -389,7 +452,10 @@ impl<'a> Ca<'a> {
             return Some(format!("expired on {}", crate::util::fmt_time(rec.cert.not_after)));
         }
         if self.now >= rec.cert.renew_at() {
-            return Some(format!("2/3 of its lifetime passed on {}", crate::util::fmt_time(rec.cert.renew_at())));
+            return Some(format!(
+                "2/3 of its lifetime passed on {}",
+                crate::util::fmt_time(rec.cert.renew_at())
+            ));
         }
         if let Some(spec) = spec {
             if spec != &rec.spec || rec.profile != profile {
@@ -404,7 +470,7 @@ impl<'a> Ca<'a> {
 
     /// Issues every declared leaf that is missing and renews every due one.
     fn renew_due(&mut self) -> Result<(), CaError> {
-        let mut work: Vec<(String, LeafSpec, bool, Vec<String>, String, &'static str)> = Vec::new();
+        let mut work: Vec<Work> = Vec::new();
         for (p, spec) in self.profiles.declared() {
             if let Some(why) = self.due_reason(&spec.name, &p.name, Some(spec)) {
                 let (extra, action) = match self.index.leaves.get(&spec.name) {
@@ -414,14 +480,26 @@ impl<'a> Ca<'a> {
                 work.push((p.name.clone(), spec.clone(), false, extra, why, action));
             }
         }
-        let adhoc: Vec<(String, LeafRecord)> =
-            self.index.leaves.iter().filter(|(_, r)| r.adhoc).map(|(n, r)| (n.clone(), r.clone())).collect();
+        let adhoc: Vec<(String, LeafRecord)> = self
+            .index
+            .leaves
+            .iter()
+            .filter(|(_, r)| r.adhoc)
+            .map(|(n, r)| (n.clone(), r.clone()))
+            .collect();
         for (name, rec) in adhoc {
             if self.profiles.get(&rec.profile).is_none() {
                 continue;
             }
             if let Some(why) = self.due_reason(&name, &rec.profile, None) {
-                work.push((rec.profile.clone(), rec.spec.clone(), true, rec.extra_sans.clone(), why, "renew"));
+                work.push((
+                    rec.profile.clone(),
+                    rec.spec.clone(),
+                    true,
+                    rec.extra_sans.clone(),
+                    why,
+                    "renew",
+                ));
             }
         }
         for (profile, spec, adhoc, extra, why, action) in work {
@@ -436,7 +514,8 @@ impl<'a> Ca<'a> {
     // ----- deployment ----------------------------------------------------------
 
     fn content_key(&self, rec: &LeafRecord, layout: &str, own: Ownership) -> String {
-        let mut s = format!("{layout}|{}|{:?}|{:?}|{:o}|", rec.cert.serial, own.uid, own.gid, own.key_mode);
+        let mut s =
+            format!("{layout}|{}|{:?}|{:?}|{:o}|", rec.cert.serial, own.uid, own.gid, own.key_mode);
         for id in self.manifest.trusted() {
             let n = self.revocations.get(&id).map_or(0, |r| r.crl_number);
             s.push_str(&format!("{id}:{n},"));
@@ -469,11 +548,19 @@ impl<'a> Ca<'a> {
                 let own = self.ownership(t);
                 let key = self.content_key(&rec, t.layout.as_str(), own);
                 let state = rec.targets.get(&dir_key).cloned().unwrap_or_default();
-                if state.key == key && deploy::current_generation(&dir).as_deref() == Some(state.generation.as_str()) {
+                if state.key == key
+                    && deploy::current_generation(&dir).as_deref()
+                        == Some(state.generation.as_str())
+                {
                     continue;
                 }
                 if self.dry_run {
-                    self.act(&dir_key, "deploy", &format!("{name} ({})", t.layout.as_str()), ActionResult::Planned);
+                    self.act(
+                        &dir_key,
+                        "deploy",
+                        &format!("{name} ({})", t.layout.as_str()),
+                        ActionResult::Planned,
+                    );
                     continue;
                 }
                 let result = (|| -> Result<String, CaError> {
@@ -500,20 +587,34 @@ impl<'a> Ca<'a> {
                 match result {
                     Ok(generation) => {
                         let changed = generation != state.generation;
-                        let pending = if changed { t.reload.clone() } else { state.reload_pending.clone() };
+                        let pending =
+                            if changed { t.reload.clone() } else { state.reload_pending.clone() };
                         if let Some(r) = self.index.leaves.get_mut(&name) {
-                            r.targets.insert(dir_key.clone(), TargetState { key, generation, reload_pending: pending });
+                            r.targets.insert(
+                                dir_key.clone(),
+                                TargetState { key, generation, reload_pending: pending },
+                            );
                         }
                         self.index_dirty = true;
                         if changed {
-                            self.audit("deploy", cert_object(&name, &rec.cert).fingerprint(rec.cert.fingerprint.clone()), Outcome::Ok, Some(&dir_key))?;
+                            self.audit(
+                                "deploy",
+                                cert_object(&name, &rec.cert),
+                                Outcome::Ok,
+                                Some(&dir_key),
+                            )?;
                             self.act(&dir_key, "deploy", &why, ActionResult::Done);
                         }
                     }
                     Err(e) => {
                         let msg = e.to_string();
                         crate::warn!("deploy {dir_key}: {msg}");
-                        self.audit("deploy", cert_object(&name, &rec.cert), Outcome::Failed, Some(&format!("{dir_key}: {msg}")))?;
+                        self.audit(
+                            "deploy",
+                            cert_object(&name, &rec.cert),
+                            Outcome::Failed,
+                            Some(&format!("{dir_key}: {msg}")),
+                        )?;
                         self.act(&dir_key, "deploy", &why, ActionResult::Failed { error: msg });
                     }
                 }
@@ -544,7 +645,9 @@ impl<'a> Ca<'a> {
                 continue;
             }
             let Some(hook) = self.cfg.hooks.get(&hook_name) else {
-                let e = CaError::Invalid(format!("reload hook {hook_name:?} is no longer in keyward.toml [ca.hooks]"));
+                let e = CaError::Invalid(format!(
+                    "reload hook {hook_name:?} is no longer in keyward.toml [ca.hooks]"
+                ));
                 self.fail(&hook_name, "reload", &what, &e);
                 continue;
             };
@@ -555,18 +658,30 @@ impl<'a> Ca<'a> {
             match crate::hooks::run(&hook_name, hook, crate::hooks::Input { stdin: None, env }) {
                 Ok(()) => {
                     for (name, dir) in &targets {
-                        if let Some(st) = self.index.leaves.get_mut(name).and_then(|r| r.targets.get_mut(dir)) {
+                        if let Some(st) =
+                            self.index.leaves.get_mut(name).and_then(|r| r.targets.get_mut(dir))
+                        {
                             st.reload_pending = None;
                         }
                     }
                     self.index_dirty = true;
-                    self.audit("reload", Object::new("hook", hook_name.clone()), Outcome::Ok, Some(&what))?;
+                    self.audit(
+                        "reload",
+                        Object::new("hook", hook_name.clone()),
+                        Outcome::Ok,
+                        Some(&what),
+                    )?;
                     self.act(&hook_name, "reload", &what, ActionResult::Done);
                 }
                 Err(e) => {
                     let msg = format!("{e}; keyward retries it on the next run");
                     crate::warn!("{msg}");
-                    self.audit("reload", Object::new("hook", hook_name.clone()), Outcome::Failed, Some(&msg))?;
+                    self.audit(
+                        "reload",
+                        Object::new("hook", hook_name.clone()),
+                        Outcome::Failed,
+                        Some(&msg),
+                    )?;
                     self.act(&hook_name, "reload", &what, ActionResult::Failed { error: msg });
                 }
             }
@@ -580,7 +695,8 @@ impl<'a> Ca<'a> {
     /// deployments and owed reloads.
     pub fn reconcile(&mut self) -> Result<(), CaError> {
         if self.manifest.current.is_none() && self.manifest.transition.is_none() {
-            let plan = CreatePlan { key_type: self.cfg.key_type, two_tier: false, passphrase: false };
+            let plan =
+                CreatePlan { key_type: self.cfg.key_type, two_tier: false, passphrase: false };
             self.create_first(plan, None, "no CA yet")?;
             if self.dry_run {
                 for (_, spec) in self.profiles.declared() {
@@ -598,17 +714,22 @@ impl<'a> Ca<'a> {
             if self.dry_run {
                 let t = self.manifest.transition.clone();
                 if let Some(t) = t {
-                    self.act(&t.new, "regenerate", &format!("interrupted in phase {:?}", t.phase), ActionResult::Planned);
+                    self.act(
+                        &t.new,
+                        "regenerate",
+                        &format!("interrupted in phase {:?}", t.phase),
+                        ActionResult::Planned,
+                    );
                 }
                 return Ok(());
             }
             self.continue_transition(None)?;
         }
         for id in self.manifest.trusted() {
-            if let Some(why) = self.revs(&id)?.due(self.now) {
-                if let Err(e) = self.refresh_crl(&id, &why) {
-                    self.fail(&format!("crl {id}"), "refresh-crl", &why, &e);
-                }
+            if let Some(why) = self.revs(&id)?.due(self.now)
+                && let Err(e) = self.refresh_crl(&id, &why)
+            {
+                self.fail(&format!("crl {id}"), "refresh-crl", &why, &e);
             }
         }
         self.renew_due()?;
@@ -618,15 +739,27 @@ impl<'a> Ca<'a> {
     // ----- regenerate ----------------------------------------------------------
 
     /// `ca regenerate --yes`: starts (or resumes) the replacement of the CA.
-    pub fn regenerate(&mut self, yes: bool, key_type: Option<KeyType>, passphrase: Option<&'a SecretString>) -> Result<(), CaError> {
+    pub fn regenerate(
+        &mut self,
+        yes: bool,
+        key_type: Option<KeyType>,
+        passphrase: Option<&'a SecretString>,
+    ) -> Result<(), CaError> {
         if !yes {
             return Err(CaError::NotConfirmed);
         }
         match &self.manifest.transition {
             Some(t) => {
-                crate::info!("resuming the interrupted regeneration (new CA {}, phase {:?})", t.new, t.phase);
+                crate::info!(
+                    "resuming the interrupted regeneration (new CA {}, phase {:?})",
+                    t.new,
+                    t.phase
+                );
                 if key_type.is_some_and(|k| k != t.plan.key_type) {
-                    crate::warn!("the interrupted regeneration keeps its key type {}", t.plan.key_type);
+                    crate::warn!(
+                        "the interrupted regeneration keeps its key type {}",
+                        t.plan.key_type
+                    );
                 }
             }
             None => {
@@ -639,9 +772,19 @@ impl<'a> Ca<'a> {
                 // Refuse before anything is written when the root cannot be protected.
                 self.root_to(&plan, passphrase)?;
                 let id = authority::new_id(self.now)?;
-                self.manifest.transition = Some(Transition { new: id.clone(), phase: Phase::Creating, plan, started: self.now });
+                self.manifest.transition = Some(Transition {
+                    new: id.clone(),
+                    phase: Phase::Creating,
+                    plan,
+                    started: self.now,
+                });
                 authority::write_manifest(&self.ctx.store, &self.manifest)?;
-                self.audit("regenerate-start", Object::new("ca", id), Outcome::Ok, Some(&format!("replaces {}", cur.meta.id)))?;
+                self.audit(
+                    "regenerate-start",
+                    Object::new("ca", id),
+                    Outcome::Ok,
+                    Some(&format!("replaces {}", cur.meta.id)),
+                )?;
                 super::fault("regenerate-started");
             }
         }
@@ -654,22 +797,31 @@ impl<'a> Ca<'a> {
                 Phase::Creating => {
                     let root_to = self.root_to(&t.plan, passphrase)?;
                     let fresh = !authority::exists(&self.ctx.store, &t.new);
-                    let a = authority::create(&self.ctx.store, self.cfg, &t.new, &t.plan, root_to, self.now)?;
+                    let a = authority::create(
+                        &self.ctx.store,
+                        self.cfg,
+                        &t.new,
+                        &t.plan,
+                        root_to,
+                        self.now,
+                    )?;
                     if fresh {
                         self.audit("ca-create", ca_object(&a), Outcome::Ok, Some("ca regenerate"))?;
                     }
                     self.act(&t.new, "create-ca", "ca regenerate", ActionResult::Done);
                     self.authorities.insert(t.new.clone(), a);
                     let mut previous = Vec::new();
-                    if let Some(c) = self.manifest.current.take() {
-                        if c != t.new {
-                            previous.push(c);
-                        }
+                    if let Some(c) = self.manifest.current.take()
+                        && c != t.new
+                    {
+                        previous.push(c);
                     }
-                    previous.extend(self.manifest.previous.iter().filter(|p| **p != t.new).cloned());
+                    previous
+                        .extend(self.manifest.previous.iter().filter(|p| **p != t.new).cloned());
                     self.manifest.previous = previous;
                     self.manifest.current = Some(t.new.clone());
-                    self.manifest.transition = Some(Transition { phase: Phase::Bundles, ..t.clone() });
+                    self.manifest.transition =
+                        Some(Transition { phase: Phase::Bundles, ..t.clone() });
                     authority::write_manifest(&self.ctx.store, &self.manifest)?;
                     super::fault("manifest-switched");
                 }
@@ -689,7 +841,8 @@ impl<'a> Ca<'a> {
                             "the transition trust bundles did not reach every target (see above); fix it and run 'keyward ca regenerate --yes' again".into(),
                         ));
                     }
-                    self.manifest.transition = Some(Transition { phase: Phase::Leaves, ..t.clone() });
+                    self.manifest.transition =
+                        Some(Transition { phase: Phase::Leaves, ..t.clone() });
                     authority::write_manifest(&self.ctx.store, &self.manifest)?;
                     super::fault("bundles-deployed");
                 }
@@ -710,7 +863,14 @@ impl<'a> Ca<'a> {
                             _ => rec.spec.clone(),
                         };
                         let why = format!("ca regenerate: issued by {}", rec.issuer);
-                        if let Err(e) = self.issue_leaf(&rec.profile, spec, rec.adhoc, rec.extra_sans.clone(), "renew", &why) {
+                        if let Err(e) = self.issue_leaf(
+                            &rec.profile,
+                            spec,
+                            rec.adhoc,
+                            rec.extra_sans.clone(),
+                            "renew",
+                            &why,
+                        ) {
                             self.fail(&name, "renew", &why, &e);
                         }
                     }
@@ -725,7 +885,12 @@ impl<'a> Ca<'a> {
                     authority::write_manifest(&self.ctx.store, &self.manifest)?;
                     let a = self.current()?;
                     self.audit("regenerate", ca_object(&a), Outcome::Ok, Some("every leaf reissued; previous CA still trusted until 'ca retire-previous'"))?;
-                    self.act(&t.new, "regenerate", "every leaf reissued and deployed", ActionResult::Done);
+                    self.act(
+                        &t.new,
+                        "regenerate",
+                        "every leaf reissued and deployed",
+                        ActionResult::Done,
+                    );
                 }
             }
         }
@@ -744,7 +909,8 @@ impl<'a> Ca<'a> {
             return Ok(Some("no previous CA to retire".into()));
         }
         let current = self.manifest.current.clone().unwrap_or_default();
-        let still: Vec<&String> = self.index.leaves.iter().filter(|(_, r)| r.issuer != current).map(|(n, _)| n).collect();
+        let still: Vec<&String> =
+            self.index.leaves.iter().filter(|(_, r)| r.issuer != current).map(|(n, _)| n).collect();
         if !still.is_empty() {
             crate::warn!(
                 "these leaves were issued by a previous CA and stop being trusted: {}",
@@ -767,11 +933,12 @@ impl<'a> Ca<'a> {
 
     /// `ca issue`.
     pub fn issue(&mut self, req: &IssueRequest) -> Result<(), CaError> {
-        let profile = self.profiles.get(&req.profile).cloned().ok_or_else(|| CaError::UnknownProfile {
-            name: req.profile.clone(),
-            dir: self.ctx.config.resolve(&self.cfg.profiles),
-            known: self.profiles.by_name.keys().cloned().collect::<Vec<_>>().join(", "),
-        })?;
+        let profile =
+            self.profiles.get(&req.profile).cloned().ok_or_else(|| CaError::UnknownProfile {
+                name: req.profile.clone(),
+                dir: self.ctx.config.resolve(&self.cfg.profiles),
+                known: self.profiles.by_name.keys().cloned().collect::<Vec<_>>().join(", "),
+            })?;
         self.current()?;
         for s in &req.sans {
             profile::check_san(s).map_err(|m| CaError::Invalid(format!("--san: {m}")))?;
@@ -780,37 +947,71 @@ impl<'a> Ca<'a> {
         match &req.name {
             None => {
                 if profile.leaves.is_empty() {
-                    return Err(CaError::Invalid(format!("profile {} declares no leaf: give --name NAME", profile.name)));
+                    return Err(CaError::Invalid(format!(
+                        "profile {} declares no leaf: give --name NAME",
+                        profile.name
+                    )));
                 }
                 for l in &profile.leaves {
-                    let mut extra = self.index.leaves.get(&l.name).map(|r| r.extra_sans.clone()).unwrap_or_default();
-                    extra.extend(req.sans.iter().filter(|s| !extra.contains(s)).cloned().collect::<Vec<_>>());
+                    let mut extra = self
+                        .index
+                        .leaves
+                        .get(&l.name)
+                        .map(|r| r.extra_sans.clone())
+                        .unwrap_or_default();
+                    extra.extend(
+                        req.sans.iter().filter(|s| !extra.contains(s)).cloned().collect::<Vec<_>>(),
+                    );
                     work.push((l.clone(), false, extra));
                 }
             }
             Some(name) => {
                 profile::check_name(name).map_err(|m| CaError::Invalid(format!("--name: {m}")))?;
                 if let Some(l) = profile.leaves.iter().find(|l| &l.name == name) {
-                    let mut extra = self.index.leaves.get(name).map(|r| r.extra_sans.clone()).unwrap_or_default();
-                    extra.extend(req.sans.iter().filter(|s| !extra.contains(s)).cloned().collect::<Vec<_>>());
+                    let mut extra = self
+                        .index
+                        .leaves
+                        .get(name)
+                        .map(|r| r.extra_sans.clone())
+                        .unwrap_or_default();
+                    extra.extend(
+                        req.sans.iter().filter(|s| !extra.contains(s)).cloned().collect::<Vec<_>>(),
+                    );
                     work.push((l.clone(), false, extra));
                 } else if let Some((other, _)) = self.profiles.find_leaf(name) {
-                    return Err(CaError::Invalid(format!("leaf {name} is declared by profile {}, not {}", other.name, profile.name)));
+                    return Err(CaError::Invalid(format!(
+                        "leaf {name} is declared by profile {}, not {}",
+                        other.name, profile.name
+                    )));
                 } else if self.index.leaves.get(name).is_some_and(|r| r.profile != profile.name) {
-                    return Err(CaError::Invalid(format!("leaf {name} already exists in another profile")));
+                    return Err(CaError::Invalid(format!(
+                        "leaf {name} already exists in another profile"
+                    )));
                 } else {
-                    if profile.leaves.len() == 1 || profile.targets.iter().any(|t| !t.dir.contains("{name}") && !t.dir.contains("{common_name}")) {
-                        if !profile.targets.iter().all(|t| t.dir.contains("{name}") || t.dir.contains("{common_name}")) {
-                            return Err(CaError::Invalid(format!(
-                                "profile {}'s targets have no {{name}} in their folder, so an extra leaf would overwrite the declared one",
-                                profile.name
-                            )));
-                        }
+                    if !profile
+                        .targets
+                        .iter()
+                        .all(|t| t.dir.contains("{name}") || t.dir.contains("{common_name}"))
+                    {
+                        return Err(CaError::Invalid(format!(
+                            "profile {}'s targets have no {{name}} in their folder, so another leaf would overwrite the declared one",
+                            profile.name
+                        )));
                     }
                     if profile.usage == Usage::Server && req.sans.is_empty() {
-                        return Err(CaError::Invalid("a server certificate needs at least one --san".into()));
+                        return Err(CaError::Invalid(
+                            "a server certificate needs at least one --san".into(),
+                        ));
                     }
-                    work.push((LeafSpec { name: name.clone(), common_name: name.clone(), sans: Vec::new() }, true, req.sans.clone()));
+                    work.push((
+                        LeafSpec {
+                            name: name.clone(),
+                            common_name: name.clone(),
+                            sans: Vec::new(),
+                        },
+                        true,
+                        req.sans.clone(),
+                    ));
                 }
             }
         }
@@ -842,21 +1043,26 @@ impl<'a> Ca<'a> {
             }
         }
         for n in names {
-            let (profile, spec, adhoc, extra) = match (self.index.leaves.get(n), self.profiles.find_leaf(n)) {
-                (Some(r), Some((p, s))) => (p.name.clone(), s.clone(), false, r.extra_sans.clone()),
-                (Some(r), None) => (r.profile.clone(), r.spec.clone(), r.adhoc, r.extra_sans.clone()),
-                (None, Some((p, s))) => (p.name.clone(), s.clone(), false, Vec::new()),
-                (None, None) => continue,
-            };
+            let (profile, spec, adhoc, extra) =
+                match (self.index.leaves.get(n), self.profiles.find_leaf(n)) {
+                    (Some(r), Some((p, s))) => {
+                        (p.name.clone(), s.clone(), false, r.extra_sans.clone())
+                    }
+                    (Some(r), None) => {
+                        (r.profile.clone(), r.spec.clone(), r.adhoc, r.extra_sans.clone())
+                    }
+                    (None, Some((p, s))) => (p.name.clone(), s.clone(), false, Vec::new()),
+                    (None, None) => continue,
+                };
             let why = if force {
                 Some("--force".to_string())
             } else {
                 self.due_reason(n, &profile, if adhoc { None } else { Some(&spec) })
             };
-            if let Some(why) = why {
-                if let Err(e) = self.issue_leaf(&profile, spec, adhoc, extra, "renew", &why) {
-                    self.fail(n, "renew", &why, &e);
-                }
+            if let Some(why) = why
+                && let Err(e) = self.issue_leaf(&profile, spec, adhoc, extra, "renew", &why)
+            {
+                self.fail(n, "renew", &why, &e);
             }
         }
         self.save_index()?;
@@ -864,24 +1070,50 @@ impl<'a> Ca<'a> {
     }
 
     /// `ca revoke NAME|SERIAL`.
-    pub fn revoke(&mut self, target: &str, reason: Reason, no_reissue: bool) -> Result<(), CaError> {
+    pub fn revoke(
+        &mut self,
+        target: &str,
+        reason: Reason,
+        no_reissue: bool,
+    ) -> Result<(), CaError> {
         // (leaf name, serial, issuer, fingerprint, not_after, is the leaf's current cert)
         let found = if let Some(r) = self.index.leaves.get(target) {
-            Some((target.to_string(), r.cert.serial.clone(), r.issuer.clone(), r.cert.fingerprint.clone(), r.cert.not_after, true))
+            Some((
+                target.to_string(),
+                r.cert.serial.clone(),
+                r.issuer.clone(),
+                r.cert.fingerprint.clone(),
+                r.cert.not_after,
+                true,
+            ))
         } else {
             let serial = issue::normalise_serial(target);
             self.index.leaves.iter().find_map(|(n, r)| {
                 if r.cert.serial == serial {
-                    Some((n.clone(), serial.clone(), r.issuer.clone(), r.cert.fingerprint.clone(), r.cert.not_after, true))
+                    Some((
+                        n.clone(),
+                        serial.clone(),
+                        r.issuer.clone(),
+                        r.cert.fingerprint.clone(),
+                        r.cert.not_after,
+                        true,
+                    ))
                 } else {
-                    r.history
-                        .iter()
-                        .find(|h| h.serial == serial)
-                        .map(|h| (n.clone(), serial.clone(), h.issuer.clone(), h.fingerprint.clone(), h.not_after, false))
+                    r.history.iter().find(|h| h.serial == serial).map(|h| {
+                        (
+                            n.clone(),
+                            serial.clone(),
+                            h.issuer.clone(),
+                            h.fingerprint.clone(),
+                            h.not_after,
+                            false,
+                        )
+                    })
                 }
             })
         };
-        let (name, serial, issuer, fingerprint, not_after, is_current) = found.ok_or_else(|| CaError::UnknownLeaf(target.to_string()))?;
+        let (name, serial, issuer, fingerprint, not_after, is_current) =
+            found.ok_or_else(|| CaError::UnknownLeaf(target.to_string()))?;
         if !self.manifest.trusted().contains(&issuer) {
             return Err(CaError::Invalid(format!(
                 "certificate {serial} was issued by CA {issuer}, which is retired and trusted nowhere: there is nothing to revoke"
@@ -891,21 +1123,51 @@ impl<'a> Ca<'a> {
             return Err(CaError::AlreadyRevoked { name, serial });
         }
         let mut revs = self.revs(&issuer)?;
-        revs.revoked.push(Revoked { serial: serial.clone(), name: name.clone(), time: self.now, reason, not_after });
+        revs.revoked.push(Revoked {
+            serial: serial.clone(),
+            name: name.clone(),
+            time: self.now,
+            reason,
+            not_after,
+        });
         self.revocations.insert(issuer.clone(), revs);
         self.refresh_crl(&issuer, &format!("revoked {name} ({serial})"))?;
-        let obj = Object::new("certificate", name.clone()).serial(serial.clone()).fingerprint(fingerprint);
+        let obj = Object::new("certificate", name.clone())
+            .serial(serial.clone())
+            .fingerprint(fingerprint);
         self.audit("revoke", obj, Outcome::Ok, Some(&format!("{reason:?}")))?;
-        self.act(&name, "revoke", &format!("serial {serial}, reason {reason:?}"), ActionResult::Done);
+        self.act(
+            &name,
+            "revoke",
+            &format!("serial {serial}, reason {reason:?}"),
+            ActionResult::Done,
+        );
         if is_current {
-            let rec = self.index.leaves.get_mut(&name).ok_or_else(|| CaError::UnknownLeaf(name.clone()))?;
+            let rec = self
+                .index
+                .leaves
+                .get_mut(&name)
+                .ok_or_else(|| CaError::UnknownLeaf(name.clone()))?;
             rec.revoked = true;
             rec.hold = no_reissue || rec.adhoc;
-            let (hold, profile, spec, adhoc, extra) = (rec.hold, rec.profile.clone(), rec.spec.clone(), rec.adhoc, rec.extra_sans.clone());
+            let (hold, profile, spec, adhoc, extra) = (
+                rec.hold,
+                rec.profile.clone(),
+                rec.spec.clone(),
+                rec.adhoc,
+                rec.extra_sans.clone(),
+            );
             self.index_dirty = true;
             if !hold {
                 let spec = self.profiles.find_leaf(&name).map(|(_, s)| s.clone()).unwrap_or(spec);
-                if let Err(e) = self.issue_leaf(&profile, spec, adhoc, extra, "renew", "replaces the revoked certificate") {
+                if let Err(e) = self.issue_leaf(
+                    &profile,
+                    spec,
+                    adhoc,
+                    extra,
+                    "renew",
+                    "replaces the revoked certificate",
+                ) {
                     self.fail(&name, "renew", "replaces the revoked certificate", &e);
                 }
             }
@@ -921,7 +1183,8 @@ impl<'a> Ca<'a> {
         let trusted = self.manifest.trusted();
         for id in &trusted {
             let a = self.authority(id)?;
-            let role = if Some(id) == self.manifest.current.as_ref() { "current" } else { "previous" };
+            let role =
+                if Some(id) == self.manifest.current.as_ref() { "current" } else { "previous" };
             let revs = self.revs(id)?;
             authorities.push(AuthorityView::new(&a, role, &revs));
         }
@@ -942,16 +1205,31 @@ impl<'a> Ca<'a> {
         if name == "ca" {
             return Ok(Detail::Ca(self.inventory()?));
         }
-        let rec = self.index.leaves.get(name).cloned().ok_or_else(|| CaError::UnknownLeaf(name.to_string()))?;
+        let rec = self
+            .index
+            .leaves
+            .get(name)
+            .cloned()
+            .ok_or_else(|| CaError::UnknownLeaf(name.to_string()))?;
         let view = LeafView::new(name, &rec, self.now, &self.revocations);
         // Read back from the stored certificate, not from the index.
         let m = inventory::read_leaf(&self.ctx.store, name, &rec.cert.serial)?;
-        let der = issue::pem_to_der(&m.cert_pem).map_err(|d| CaError::Corrupt { path: inventory::leaf_file(&self.ctx.store, name, &rec.cert.serial), detail: d })?;
-        let cert = issue::inspect(&der).map_err(|d| CaError::Corrupt { path: inventory::leaf_file(&self.ctx.store, name, &rec.cert.serial), detail: d })?;
+        let der = issue::pem_to_der(&m.cert_pem).map_err(|d| CaError::Corrupt {
+            path: inventory::leaf_file(&self.ctx.store, name, &rec.cert.serial),
+            detail: d,
+        })?;
+        let cert = issue::inspect(&der).map_err(|d| CaError::Corrupt {
+            path: inventory::leaf_file(&self.ctx.store, name, &rec.cert.serial),
+            detail: d,
+        })?;
         let targets = rec
             .targets
             .iter()
-            .map(|(d, s)| TargetView { dir: d.clone(), generation: s.generation.clone(), reload_pending: s.reload_pending.clone() })
+            .map(|(d, s)| TargetView {
+                dir: d.clone(),
+                generation: s.generation.clone(),
+                reload_pending: s.reload_pending.clone(),
+            })
             .collect();
         Ok(Detail::Leaf(Box::new(LeafDetail {
             leaf: view,
@@ -984,7 +1262,10 @@ impl<'a> Ca<'a> {
         if let Some(t) = &self.manifest.transition {
             let mut i = base("ca", format!("regeneration {}", t.new));
             i.health = Health::Failing;
-            i.note = format!("interrupted in phase {:?}: run 'keyward ca regenerate --yes' (or 'keyward run')", t.phase);
+            i.note = format!(
+                "interrupted in phase {:?}: run 'keyward ca regenerate --yes' (or 'keyward run')",
+                t.phase
+            );
             items.push(i);
         }
         for id in self.manifest.trusted() {
@@ -999,15 +1280,22 @@ impl<'a> Ca<'a> {
                 i.health = Health::DueSoon;
                 i.next_action = Some("plan 'keyward ca regenerate --yes'".into());
             }
-            let role = if Some(&id) == self.manifest.current.as_ref() { "current" } else { "previous" };
-            i.note = format!("{role}, {}, {}, serial {}", a.meta.key_type, if a.meta.two_tier { "two-tier" } else { "single-tier" }, s.serial);
+            let role =
+                if Some(&id) == self.manifest.current.as_ref() { "current" } else { "previous" };
+            i.note = format!(
+                "{role}, {}, {}, serial {}",
+                a.meta.key_type,
+                if a.meta.two_tier { "two-tier" } else { "single-tier" },
+                s.serial
+            );
             items.push(i);
             if let Some(r) = self.revocations.get(&id) {
                 let mut c = base("crl", id.clone());
                 if let (Some(t), Some(n)) = (r.this_update, r.next_update) {
                     c.not_after = Some(crate::util::fmt_time(n));
                     c.days_left = Some(crate::util::days_until(self.now, n));
-                    c.next_action = Some(format!("re-sign at {}", crate::util::fmt_time(t + (n - t) / 2)));
+                    c.next_action =
+                        Some(format!("re-sign at {}", crate::util::fmt_time(t + (n - t) / 2)));
                     if self.now >= n {
                         c.health = Health::Overdue;
                     }
@@ -1034,7 +1322,11 @@ impl<'a> Ca<'a> {
             i.note = format!("{}, serial {}", r.profile, r.cert.serial);
             if r.revoked {
                 i.health = Health::Failing;
-                i.note = format!("revoked{}; {}", if r.hold { ", not reissued (--no-reissue)" } else { "" }, i.note);
+                i.note = format!(
+                    "revoked{}; {}",
+                    if r.hold { ", not reissued (--no-reissue)" } else { "" },
+                    i.note
+                );
             } else if self.now >= r.cert.not_after {
                 i.health = Health::Overdue;
             } else if self.now >= r.cert.renew_at() {
@@ -1133,8 +1425,14 @@ pub struct LeafView {
 }
 
 impl LeafView {
-    fn new(name: &str, r: &LeafRecord, now: DateTime<Utc>, revs: &BTreeMap<String, Revocations>) -> LeafView {
-        let revoked = r.revoked || revs.get(&r.issuer).is_some_and(|x| x.is_revoked(&r.cert.serial));
+    fn new(
+        name: &str,
+        r: &LeafRecord,
+        now: DateTime<Utc>,
+        revs: &BTreeMap<String, Revocations>,
+    ) -> LeafView {
+        let revoked =
+            r.revoked || revs.get(&r.issuer).is_some_and(|x| x.is_revoked(&r.cert.serial));
         let state = if revoked {
             "revoked"
         } else if now >= r.cert.not_after {
@@ -1205,7 +1503,8 @@ impl Human for Inventory {
             t.render(out);
         }
         out.push('\n');
-        let mut t = Table::new(["LEAF", "PROFILE", "STATE", "NOT AFTER", "DAYS", "RENEW AT", "SERIAL"]);
+        let mut t =
+            Table::new(["LEAF", "PROFILE", "STATE", "NOT AFTER", "DAYS", "RENEW AT", "SERIAL"]);
         for l in &self.leaves {
             t.row([
                 l.name.clone(),
@@ -1263,7 +1562,10 @@ impl Human for Detail {
                     ("profile", format!("{}{}", l.profile, if l.adhoc { " (ad hoc)" } else { "" })),
                     ("state", l.state.to_string()),
                     ("subject", c.subject.clone()),
-                    ("issuer", format!("{} (CA {})", c.issuer, l.issuer.clone().unwrap_or_default())),
+                    (
+                        "issuer",
+                        format!("{} (CA {})", c.issuer, l.issuer.clone().unwrap_or_default()),
+                    ),
                     ("serial", c.serial.clone()),
                     ("sha256", c.fingerprint.clone()),
                     ("not before", crate::util::fmt_time(c.not_before)),
@@ -1276,7 +1578,14 @@ impl Human for Detail {
                 for t in &d.targets {
                     lines.push((
                         "target",
-                        format!("{}{}", t.dir, t.reload_pending.as_ref().map(|h| format!(" (reload {h} pending)")).unwrap_or_default()),
+                        format!(
+                            "{}{}",
+                            t.dir,
+                            t.reload_pending
+                                .as_ref()
+                                .map(|h| format!(" (reload {h} pending)"))
+                                .unwrap_or_default()
+                        ),
                     ));
                 }
                 for (k, v) in lines {

@@ -98,7 +98,13 @@ pub struct LeafMaterial {
 }
 
 /// Writes a leaf's file (key then certificate, one 0600 file).
-pub fn write_leaf(store: &Store, name: &str, serial: &str, cert_pem: &str, key_pem: &str) -> Result<(), CaError> {
+pub fn write_leaf(
+    store: &Store,
+    name: &str,
+    serial: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<(), CaError> {
     let path = leaf_file(store, name, serial);
     if let Some(d) = path.parent() {
         crate::store::ensure_private_dir(d)?;
@@ -113,7 +119,8 @@ pub fn write_leaf(store: &Store, name: &str, serial: &str, cert_pem: &str, key_p
 pub fn read_leaf(store: &Store, name: &str, serial: &str) -> Result<LeafMaterial, CaError> {
     let path = leaf_file(store, name, serial);
     let bytes = zeroize::Zeroizing::new(crate::store::read_private(&path)?);
-    let corrupt = |detail: &str| CaError::Corrupt { path: path.clone(), detail: detail.to_string() };
+    let corrupt =
+        |detail: &str| CaError::Corrupt { path: path.clone(), detail: detail.to_string() };
     let text = std::str::from_utf8(&bytes).map_err(|_| corrupt("not PEM text"))?;
     // The file is written by `write_leaf`: the key's PEM, then the certificate's.
     let at = text.find("-----BEGIN CERTIFICATE-----").ok_or_else(|| corrupt("no certificate"))?;
@@ -121,7 +128,10 @@ pub fn read_leaf(store: &Store, name: &str, serial: &str) -> Result<LeafMaterial
     if !key.contains("PRIVATE KEY-----") {
         return Err(corrupt("no private key"));
     }
-    Ok(LeafMaterial { cert_pem: cert.to_string(), key_pem: SecretBytes::from_slice(key.as_bytes()) })
+    Ok(LeafMaterial {
+        cert_pem: cert.to_string(),
+        key_pem: SecretBytes::from_slice(key.as_bytes()),
+    })
 }
 
 /// Removes a leaf's files other than `keep`.

@@ -8,8 +8,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
@@ -37,8 +37,10 @@ pub fn generate_key(kt: KeyType) -> Result<NewKey, CaError> {
 }
 
 pub fn load_key(pem: &str, what: &str) -> Result<KeyPair, CaError> {
-    KeyPair::from_pem(pem)
-        .map_err(|e| CaError::Sign { what: what.to_string(), message: format!("cannot read the key: {e}") })
+    KeyPair::from_pem(pem).map_err(|e| CaError::Sign {
+        what: what.to_string(),
+        message: format!("cannot read the key: {e}"),
+    })
 }
 
 /// A random positive 128-bit serial.
@@ -58,7 +60,8 @@ pub fn random_serial() -> Result<SerialNumber, CaError> {
 
 fn to_offset(t: DateTime<Utc>) -> time::OffsetDateTime {
     // A chrono time in the certificate range always fits.
-    time::OffsetDateTime::from_unix_timestamp(t.timestamp()).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    time::OffsetDateTime::from_unix_timestamp(t.timestamp())
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
 fn dn(cn: &str, org: &str) -> DistinguishedName {
@@ -82,7 +85,11 @@ pub fn ca_params(
     p.not_after = to_offset(now + Duration::days(i64::from(days)));
     p.serial_number = Some(random_serial()?);
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     p.extended_key_usages = Vec::new();
     p.use_authority_key_identifier_extension = true;
     p.key_identifier_method = KeyIdMethod::Sha256;
@@ -116,11 +123,10 @@ pub fn leaf_params(
         .iter()
         .map(|s| match s.parse::<std::net::IpAddr>() {
             Ok(ip) => Ok(SanType::IpAddress(ip)),
-            Err(_) => s
-                .as_str()
-                .try_into()
-                .map(SanType::DnsName)
-                .map_err(|e| CaError::Sign { what: format!("leaf {}", leaf.name), message: format!("SAN {s:?}: {e}") }),
+            Err(_) => s.as_str().try_into().map(SanType::DnsName).map_err(|e| CaError::Sign {
+                what: format!("leaf {}", leaf.name),
+                message: format!("SAN {s:?}: {e}"),
+            }),
         })
         .collect::<Result<_, _>>()?;
     p.use_authority_key_identifier_extension = true;
@@ -129,9 +135,15 @@ pub fn leaf_params(
 }
 
 /// An issuer from its certificate (PEM) and key: AKI comes from the certificate's SKI.
-pub fn issuer<'a>(cert_pem: &str, key: &'a KeyPair, what: &str) -> Result<Issuer<'static, &'a KeyPair>, CaError> {
-    Issuer::from_ca_cert_pem(cert_pem, key)
-        .map_err(|e| CaError::Sign { what: what.to_string(), message: format!("cannot use the CA certificate: {e}") })
+pub fn issuer<'a>(
+    cert_pem: &str,
+    key: &'a KeyPair,
+    what: &str,
+) -> Result<Issuer<'static, &'a KeyPair>, CaError> {
+    Issuer::from_ca_cert_pem(cert_pem, key).map_err(|e| CaError::Sign {
+        what: what.to_string(),
+        message: format!("cannot use the CA certificate: {e}"),
+    })
 }
 
 /// What keyward records about a certificate, read back from its DER.
@@ -180,7 +192,9 @@ pub fn inspect(der: &[u8]) -> Result<CertInfo, String> {
                         GeneralName::DNSName(d) => sans.push(d.to_string()),
                         GeneralName::IPAddress(ip) => {
                             let s = match ip.len() {
-                                4 => std::net::Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]).to_string(),
+                                4 => {
+                                    std::net::Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]).to_string()
+                                }
                                 16 => {
                                     let mut b = [0u8; 16];
                                     b.copy_from_slice(ip);
@@ -241,7 +255,8 @@ pub fn serial_hex(raw: &[u8]) -> String {
 
 /// A serial typed by an operator (any case, with or without colons) in keyward's form.
 pub fn normalise_serial(s: &str) -> String {
-    let h: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect::<String>().to_ascii_lowercase();
+    let h: String =
+        s.chars().filter(|c| c.is_ascii_hexdigit()).collect::<String>().to_ascii_lowercase();
     let t = h.trim_start_matches('0');
     if t.is_empty() {
         "00".into()
@@ -265,10 +280,23 @@ mod tests {
         assert!(info.is_ca);
         assert!(info.ski.is_some());
         assert!(info.serial.len() >= 30, "{}", info.serial);
-        let leaf = LeafSpec { name: "db".into(), common_name: "db".into(), sans: vec!["db".into(), "127.0.0.1".into()] };
+        let leaf = LeafSpec {
+            name: "db".into(),
+            common_name: "db".into(),
+            sans: vec!["db".into(), "127.0.0.1".into()],
+        };
         let key = generate_key(KeyType::P256).unwrap();
         let iss = issuer(&ca.pem(), &ca_key.pair, "ca").unwrap();
-        let p = leaf_params(&leaf, "T", Usage::Server, &[KeyUsage::DigitalSignature], now, 90, now + Duration::days(365)).unwrap();
+        let p = leaf_params(
+            &leaf,
+            "T",
+            Usage::Server,
+            &[KeyUsage::DigitalSignature],
+            now,
+            90,
+            now + Duration::days(365),
+        )
+        .unwrap();
         let cert = p.signed_by(&key.pair, &iss).unwrap();
         let l = inspect(cert.der()).unwrap();
         assert!(!l.is_ca);
@@ -278,7 +306,16 @@ mod tests {
         assert!(l.not_before > now - Duration::hours(1));
         assert!((l.not_after - now - Duration::days(90)).num_seconds().abs() < 5);
         // Serials differ.
-        let p2 = leaf_params(&leaf, "T", Usage::Server, &[KeyUsage::DigitalSignature], now, 90, now + Duration::days(365)).unwrap();
+        let p2 = leaf_params(
+            &leaf,
+            "T",
+            Usage::Server,
+            &[KeyUsage::DigitalSignature],
+            now,
+            90,
+            now + Duration::days(365),
+        )
+        .unwrap();
         assert_ne!(p.serial_number, p2.serial_number);
     }
 

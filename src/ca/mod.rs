@@ -37,7 +37,9 @@ pub enum CaError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
-    #[error("keyward.toml has no [ca] section: add one (see 'keyward init') to use the internal CA")]
+    #[error(
+        "keyward.toml has no [ca] section: add one (see 'keyward init') to use the internal CA"
+    )]
     NotConfigured,
     #[error("there is no CA yet: run 'keyward ca init' (or 'keyward run', which creates one)")]
     NoCa,

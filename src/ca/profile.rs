@@ -146,7 +146,8 @@ pub struct Target {
 impl Target {
     /// The target folder of `leaf`, absolute.
     pub fn dir_for(&self, deploy_root: &Path, leaf: &LeafSpec) -> PathBuf {
-        let rel = self.dir.replace("{name}", &leaf.name).replace("{common_name}", &leaf.common_name);
+        let rel =
+            self.dir.replace("{name}", &leaf.name).replace("{common_name}", &leaf.common_name);
         crate::config::resolve(deploy_root, Path::new(&rel))
     }
 }
@@ -172,7 +173,13 @@ impl Profiles {
     }
 }
 
-fn err(path: &Path, text: &str, span: std::ops::Range<usize>, key: String, message: String) -> CaError {
+fn err(
+    path: &Path,
+    text: &str,
+    span: std::ops::Range<usize>,
+    key: String,
+    message: String,
+) -> CaError {
     let (line, column) = crate::config::line_col(text, span.start);
     CaError::Profile { path: path.to_path_buf(), line, column, key, message }
 }
@@ -217,16 +224,16 @@ pub fn load(dir: &Path, cfg: &CaConfig) -> Result<Profiles, CaError> {
 /// Parses one profile's text.
 pub fn parse(path: &Path, name: &str, text: &str, cfg: &CaConfig) -> Result<Profile, CaError> {
     let raw: RawProfile = crate::config::parse_toml(path, text)?;
-    if let Some(is_ca) = &raw.is_ca {
-        if *is_ca.get_ref() {
-            return Err(err(
+    if let Some(is_ca) = &raw.is_ca
+        && *is_ca.get_ref()
+    {
+        return Err(err(
                 path,
                 text,
                 is_ca.span(),
                 "is_ca".into(),
                 "a profile issues leaf certificates only: CA:TRUE is refused (the CA itself is made by 'keyward ca init'); remove is_ca".into(),
             ));
-        }
     }
     let v = *raw.validity_days.get_ref();
     if v == 0 || v > cfg.ca_validity_days {
@@ -404,7 +411,10 @@ fn target(
                     text,
                     g.span(),
                     key("group"),
-                    format!("no group {:?} on this machine (ca.chown = true needs it)", g.get_ref()),
+                    format!(
+                        "no group {:?} on this machine (ca.chown = true needs it)",
+                        g.get_ref()
+                    ),
                 ));
             }
             None => {}
@@ -417,9 +427,10 @@ fn target(
             match mode {
                 Some(mode @ (0o600 | 0o400)) => mode,
                 Some(mode @ (0o640 | 0o440)) => {
-                    let root_owned = t.owner.as_ref().is_some_and(|o| {
-                        o.get_ref() == "root" || o.get_ref() == "0"
-                    });
+                    let root_owned = t
+                        .owner
+                        .as_ref()
+                        .is_some_and(|o| o.get_ref() == "root" || o.get_ref() == "0");
                     if !root_owned || t.group.is_none() {
                         return Err(err(
                             path,
@@ -448,21 +459,21 @@ fn target(
             }
         }
     };
-    if let Some(r) = &t.reload {
-        if !cfg.hooks.contains_key(r.get_ref()) {
-            let known: Vec<&str> = cfg.hooks.keys().map(String::as_str).collect();
-            return Err(err(
-                path,
-                text,
-                r.span(),
-                key("reload"),
-                format!(
-                    "no hook {:?} in keyward.toml [ca.hooks]; defined: {}",
-                    r.get_ref(),
-                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
-                ),
-            ));
-        }
+    if let Some(r) = &t.reload
+        && !cfg.hooks.contains_key(r.get_ref())
+    {
+        let known: Vec<&str> = cfg.hooks.keys().map(String::as_str).collect();
+        return Err(err(
+            path,
+            text,
+            r.span(),
+            key("reload"),
+            format!(
+                "no hook {:?} in keyward.toml [ca.hooks]; defined: {}",
+                r.get_ref(),
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ),
+        ));
     }
     Ok(Target {
         dir: dir.clone(),
@@ -520,11 +531,7 @@ pub fn check_san(s: &str) -> Result<(), String> {
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{s:?} is neither an IP address nor a DNS name"))
-    }
+    if ok { Ok(()) } else { Err(format!("{s:?} is neither an IP address nor a DNS name")) }
 }
 
 #[cfg(test)]

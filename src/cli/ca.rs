@@ -113,9 +113,10 @@ impl From<RevokeReasonArg> for crate::ca::crl::Reason {
 
 /// Reads a passphrase file: the first line, without its line ending.
 fn read_passphrase(path: &std::path::Path) -> Result<SecretString, Error> {
-    let bytes = zeroize::Zeroizing::new(std::fs::read(path).map_err(|source| {
-        crate::ca::CaError::Passphrase { path: path.to_path_buf(), source }
-    })?);
+    let bytes =
+        zeroize::Zeroizing::new(std::fs::read(path).map_err(|source| {
+            crate::ca::CaError::Passphrase { path: path.to_path_buf(), source }
+        })?);
     let text = String::from_utf8_lossy(&bytes);
     let line = text.lines().next().unwrap_or("").to_string();
     if line.is_empty() {
@@ -153,7 +154,10 @@ pub fn dispatch(cmd: CaCommand, global: &Global) -> Result<Exit, Error> {
     let note = match cmd {
         CaCommand::Init { key_type, two_tier, .. } => {
             ca.init(key_type.map(Into::into), two_tier, passphrase.as_ref())?;
-            Some("next: 'keyward run' issues and deploys every leaf the profiles declare".to_string())
+            Some(
+                "next: 'keyward run' issues and deploys every leaf the profiles declare"
+                    .to_string(),
+            )
         }
         CaCommand::Issue { profile, name, san } => {
             ca.issue(&IssueRequest { profile, name, sans: san })?;
@@ -169,7 +173,10 @@ pub fn dispatch(cmd: CaCommand, global: &Global) -> Result<Exit, Error> {
         }
         CaCommand::Regenerate { yes, key_type, .. } => {
             ca.regenerate(yes, key_type.map(Into::into), passphrase.as_ref())?;
-            Some("the previous CA stays in every trust bundle until 'keyward ca retire-previous'".to_string())
+            Some(
+                "the previous CA stays in every trust bundle until 'keyward ca retire-previous'"
+                    .to_string(),
+            )
         }
         CaCommand::RetirePrevious => ca.retire_previous()?,
         CaCommand::List => {
