@@ -576,3 +576,43 @@ fn two_tier_root_can_be_encrypted_to_dr_recipients() {
     assert!(String::from_utf8(plain).unwrap().contains("PRIVATE KEY"));
     let _: Run = env.run(&["run"]);
 }
+
+#[test]
+fn a_configured_chown_that_is_impossible_is_an_error() {
+    let env = Env::init();
+    let cfg =
+        std::fs::read_to_string(env.config()).unwrap().replace("chown = false", "chown = true");
+    std::fs::write(env.config(), cfg).unwrap();
+    // minio-server's target names owner 0 (root), which an unprivileged user cannot give.
+    let root = nix::unistd::getuid().is_root();
+    let out = if root {
+        require_tool("runuser", "apt-get install -y util-linux");
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().expect("user nobody");
+        for f in tree(env.root()).into_iter().chain([env.root().to_path_buf()]) {
+            std::os::unix::fs::lchown(&f, Some(nobody.uid.as_raw()), Some(nobody.gid.as_raw()))
+                .unwrap();
+        }
+        Command::new("runuser")
+            .args(["-u", "nobody", "--"])
+            .arg(common::keyward_bin())
+            .arg("-c")
+            .arg(env.config())
+            .arg("run")
+            .output()
+            .unwrap()
+    } else {
+        Command::new(common::keyward_bin()).arg("-c").arg(env.config()).arg("run").output().unwrap()
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("cannot give") && stdout.contains("owner"), "{stdout}");
+    // Nothing half-deployed: the target has no visible files.
+    assert!(!env.path("deploy/minio/certs/private.key").exists());
+    let audit = std::fs::read_to_string(env.path("state/audit.jsonl")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"action\":\"deploy\"") && l.contains("\"result\":\"failed\"")),
+        "{audit}"
+    );
+}

@@ -297,7 +297,14 @@ pub fn create(
     })?;
     json.push(b'\n');
     write_new(&tmp.join("authority.json"), &json, 0o600)?;
-    store::fsync_dir(&tmp)?;
+    let mut written: Vec<PathBuf> =
+        ["ca.key", "ca.crt", "authority.json", "root.key.age", "root.crt", "root.crl"]
+            .iter()
+            .map(|n| tmp.join(n))
+            .filter(|p| p.exists())
+            .collect();
+    written.push(tmp.clone());
+    super::durable::sync_all(&written)?;
     super::fault("authority-written");
     let dest = dir_of(store, id);
     std::fs::rename(&tmp, &dest).map_err(|source| CaError::Io {

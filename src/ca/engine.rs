@@ -46,7 +46,20 @@ pub struct Ca<'a> {
     dry_run: bool,
     now: DateTime<Utc>,
     index_dirty: bool,
+    /// Files written but not yet fsynced; synced before the index points at them.
+    unsynced: Vec<PathBuf>,
+    /// Audit records of operations done, appended at the next commit point.
+    audit_buf: Vec<crate::audit::Entry>,
     pub actions: Vec<Action>,
+}
+
+impl Drop for Ca<'_> {
+    fn drop(&mut self) {
+        // Commit points flush the audit records; this only catches an early return.
+        if let Err(e) = self.flush_audit() {
+            crate::warn!("cannot write the audit log: {e}");
+        }
+    }
 }
 
 /// `ca issue PROFILE [--name NAME] [--san …]`.
@@ -123,6 +136,8 @@ impl<'a> Ca<'a> {
             dry_run,
             now: ctx.now,
             index_dirty: false,
+            unsynced: Vec::new(),
+            audit_buf: Vec::new(),
             actions: Vec::new(),
         };
         for id in ca.manifest.trusted() {
@@ -165,14 +180,32 @@ impl<'a> Ca<'a> {
         Ok(r)
     }
 
+    /// Records an operation; written to the audit log at the next commit point.
     fn audit(
-        &self,
+        &mut self,
         action: &str,
         object: Object,
         outcome: Outcome,
         detail: Option<&str>,
     ) -> Result<(), CaError> {
-        Ok(self.ctx.audit.append(action, object, outcome, detail)?)
+        self.audit_buf.push(crate::audit::Entry {
+            action: action.to_string(),
+            object,
+            result: outcome,
+            detail: detail.map(String::from),
+        });
+        Ok(())
+    }
+
+    fn flush_audit(&mut self) -> Result<(), CaError> {
+        let entries = std::mem::take(&mut self.audit_buf);
+        Ok(self.ctx.audit.append_batch(entries)?)
+    }
+
+    /// Makes the manifest durable, after the audit records of what led to it.
+    fn write_manifest(&mut self) -> Result<(), CaError> {
+        self.flush_audit()?;
+        authority::write_manifest(&self.ctx.store, &self.manifest)
     }
 
     fn act(&mut self, object: &str, action: &str, reason: &str, result: ActionResult) {
@@ -192,8 +225,16 @@ impl<'a> Ca<'a> {
         self.act(object, action, reason, ActionResult::Failed { error: msg });
     }
 
+    /// The commit point: written files made durable, audit records appended, then
+    /// the index that points at the files.
     fn save_index(&mut self) -> Result<(), CaError> {
-        if self.index_dirty && !self.dry_run {
+        if self.dry_run {
+            return Ok(());
+        }
+        let unsynced = std::mem::take(&mut self.unsynced);
+        super::durable::sync_all(&unsynced)?;
+        self.flush_audit()?;
+        if self.index_dirty {
             inventory::save(&self.ctx.store, &self.index)?;
             self.index_dirty = false;
         }
@@ -286,7 +327,7 @@ impl<'a> Ca<'a> {
             )),
         )?;
         self.manifest.current = Some(id.clone());
-        authority::write_manifest(&self.ctx.store, &self.manifest)?;
+        self.write_manifest()?;
         self.act(&id, "create-ca", why, ActionResult::Done);
         self.refresh_crl(&id, "first CRL")?;
         Ok(())
@@ -317,8 +358,20 @@ impl<'a> Ca<'a> {
         )?;
         revs.this_update = Some(self.now);
         revs.next_update = Some(next);
-        authority::write_state(&self.crl_path(id), pem.as_bytes(), false)?;
-        self.ctx.store.write_json(Self::revs_rel(id), &revs)?;
+        let mut json = serde_json::to_vec_pretty(&revs).map_err(|e| CaError::Corrupt {
+            path: self.ctx.store.path(Self::revs_rel(id)),
+            detail: e.to_string(),
+        })?;
+        json.push(b'\n');
+        let crl_path = self.crl_path(id);
+        let revs_path = self.ctx.store.path(Self::revs_rel(id));
+        for d in [crl_path.parent(), revs_path.parent()].into_iter().flatten() {
+            crate::store::ensure_private_dir(d)?;
+        }
+        super::durable::replace_many(&[
+            (crl_path, pem.as_bytes(), 0o644),
+            (revs_path, &json, 0o600),
+        ])?;
         self.revocations.insert(id.to_string(), revs.clone());
         self.audit("crl-sign", Object::new("crl", id).version(revs.crl_number), Outcome::Ok, None)?;
         self.act(&format!("crl {id}"), "refresh-crl", why, ActionResult::Done);
@@ -396,7 +449,14 @@ impl<'a> Ca<'a> {
             .map_err(|e| CaError::Sign { what: format!("leaf {name}"), message: e.to_string() })?;
         let info = issue::inspect(cert.der())
             .map_err(|d| CaError::Sign { what: format!("leaf {name}"), message: d })?;
-        inventory::write_leaf(&self.ctx.store, &name, &info.serial, &cert.pem(), key.pem.expose())?;
+        let written = inventory::write_leaf(
+            &self.ctx.store,
+            &name,
+            &info.serial,
+            &cert.pem(),
+            key.pem.expose(),
+        )?;
+        self.unsynced.extend(written);
         let old = self.index.leaves.remove(&name);
         let mut history = Vec::new();
         let mut targets = BTreeMap::new();
@@ -533,12 +593,24 @@ impl<'a> Ca<'a> {
     }
 
     /// Brings every target of every leaf up to date, then runs the reload hooks of the
-    /// targets that changed (each hook once).
+    /// targets that changed (each hook once). All new generations are written, then
+    /// fsynced together, then shown one target at a time.
     fn deploy_all(&mut self) -> Result<(), CaError> {
+        struct Job {
+            name: String,
+            dir_key: String,
+            key: String,
+            previous: TargetState,
+            reload: Option<String>,
+            cert: CertInfo,
+            why: String,
+            prepared: deploy::Prepared,
+        }
         let names: Vec<String> = self.index.leaves.keys().cloned().collect();
         let mut bundle: Option<String> = None;
         let mut crls: Option<String> = None;
         let mut chain: BTreeMap<String, String> = BTreeMap::new();
+        let mut jobs: Vec<Job> = Vec::new();
         for name in names {
             let Some(rec) = self.index.leaves.get(&name).cloned() else { continue };
             let Some(profile) = self.profiles.get(&rec.profile).cloned() else { continue };
@@ -554,16 +626,12 @@ impl<'a> Ca<'a> {
                 {
                     continue;
                 }
+                let why = format!("{name} ({})", t.layout.as_str());
                 if self.dry_run {
-                    self.act(
-                        &dir_key,
-                        "deploy",
-                        &format!("{name} ({})", t.layout.as_str()),
-                        ActionResult::Planned,
-                    );
+                    self.act(&dir_key, "deploy", &why, ActionResult::Planned);
                     continue;
                 }
-                let result = (|| -> Result<String, CaError> {
+                let prepared = (|| -> Result<deploy::Prepared, CaError> {
                     if bundle.is_none() {
                         bundle = Some(self.bundle()?);
                         crls = Some(self.crls()?);
@@ -580,50 +648,91 @@ impl<'a> Ca<'a> {
                         bundle: bundle.as_deref().unwrap_or_default(),
                         crl: crls.as_deref().unwrap_or_default(),
                     };
-                    let files = deploy::files(t.layout, &material);
-                    deploy::deploy(&dir, &files, own)
+                    deploy::prepare(&dir, &deploy::files(t.layout, &material), own)
                 })();
-                let why = format!("{name} ({})", t.layout.as_str());
-                match result {
-                    Ok(generation) => {
-                        let changed = generation != state.generation;
-                        let pending =
-                            if changed { t.reload.clone() } else { state.reload_pending.clone() };
-                        if let Some(r) = self.index.leaves.get_mut(&name) {
-                            r.targets.insert(
-                                dir_key.clone(),
-                                TargetState { key, generation, reload_pending: pending },
-                            );
-                        }
-                        self.index_dirty = true;
-                        if changed {
-                            self.audit(
-                                "deploy",
-                                cert_object(&name, &rec.cert),
-                                Outcome::Ok,
-                                Some(&dir_key),
-                            )?;
-                            self.act(&dir_key, "deploy", &why, ActionResult::Done);
-                        }
-                    }
-                    Err(e) => {
-                        let msg = e.to_string();
-                        crate::warn!("deploy {dir_key}: {msg}");
-                        self.audit(
-                            "deploy",
-                            cert_object(&name, &rec.cert),
-                            Outcome::Failed,
-                            Some(&format!("{dir_key}: {msg}")),
-                        )?;
-                        self.act(&dir_key, "deploy", &why, ActionResult::Failed { error: msg });
-                    }
+                match prepared {
+                    Ok(prepared) => jobs.push(Job {
+                        name: name.clone(),
+                        dir_key,
+                        key,
+                        previous: state,
+                        reload: t.reload.clone(),
+                        cert: rec.cert.clone(),
+                        why,
+                        prepared,
+                    }),
+                    Err(e) => self.deploy_failed(&name, &rec.cert, &dir_key, &why, &e),
                 }
             }
+        }
+        let to_sync: Vec<PathBuf> =
+            jobs.iter().flat_map(|j| j.prepared.to_sync.iter().cloned()).collect();
+        super::durable::sync_all(&to_sync)?;
+        let mut shown = Vec::new();
+        for job in jobs {
+            super::fault("deploy-generation-written");
+            match deploy::commit(&job.prepared) {
+                Ok(()) => {
+                    let generation = job.prepared.generation.clone();
+                    let changed = generation != job.previous.generation;
+                    let pending = if changed {
+                        job.reload.clone()
+                    } else {
+                        job.previous.reload_pending.clone()
+                    };
+                    if let Some(r) = self.index.leaves.get_mut(&job.name) {
+                        r.targets.insert(
+                            job.dir_key.clone(),
+                            TargetState {
+                                key: job.key.clone(),
+                                generation,
+                                reload_pending: pending,
+                            },
+                        );
+                    }
+                    self.index_dirty = true;
+                    if changed {
+                        self.audit(
+                            "deploy",
+                            cert_object(&job.name, &job.cert),
+                            Outcome::Ok,
+                            Some(&job.dir_key),
+                        )?;
+                        self.act(&job.dir_key, "deploy", &job.why, ActionResult::Done);
+                    }
+                    shown.push(job.prepared);
+                }
+                Err(e) => self.deploy_failed(&job.name, &job.cert, &job.dir_key, &job.why, &e),
+            }
+        }
+        let dirs: Vec<PathBuf> = shown.iter().map(|p| p.dir.clone()).collect();
+        super::durable::sync_all(&dirs)?;
+        for p in &shown {
+            deploy::cleanup(p);
         }
         // The index records what is deployed (and which reloads are owed) before any
         // hook runs, so an interrupted run retries them.
         self.save_index()?;
         self.run_hooks()
+    }
+
+    fn deploy_failed(
+        &mut self,
+        name: &str,
+        cert: &CertInfo,
+        dir_key: &str,
+        why: &str,
+        e: &CaError,
+    ) {
+        let msg = e.to_string();
+        crate::warn!("deploy {dir_key}: {msg}");
+        let _ = self.audit(
+            "deploy",
+            cert_object(name, cert),
+            Outcome::Failed,
+            Some(&format!("{dir_key}: {msg}")),
+        );
+        self.act(dir_key, "deploy", why, ActionResult::Failed { error: msg });
     }
 
     fn run_hooks(&mut self) -> Result<(), CaError> {
@@ -778,7 +887,7 @@ impl<'a> Ca<'a> {
                     plan,
                     started: self.now,
                 });
-                authority::write_manifest(&self.ctx.store, &self.manifest)?;
+                self.write_manifest()?;
                 self.audit(
                     "regenerate-start",
                     Object::new("ca", id),
@@ -822,7 +931,7 @@ impl<'a> Ca<'a> {
                     self.manifest.current = Some(t.new.clone());
                     self.manifest.transition =
                         Some(Transition { phase: Phase::Bundles, ..t.clone() });
-                    authority::write_manifest(&self.ctx.store, &self.manifest)?;
+                    self.write_manifest()?;
                     super::fault("manifest-switched");
                 }
                 Phase::Bundles => {
@@ -837,13 +946,13 @@ impl<'a> Ca<'a> {
                     // Every peer trusts old and new before any certificate changes.
                     self.deploy_all()?;
                     if self.failed() {
-                        return Err(CaError::Transition(
+                        return Err(CaError::Incomplete(
                             "the transition trust bundles did not reach every target (see above); fix it and run 'keyward ca regenerate --yes' again".into(),
                         ));
                     }
                     self.manifest.transition =
                         Some(Transition { phase: Phase::Leaves, ..t.clone() });
-                    authority::write_manifest(&self.ctx.store, &self.manifest)?;
+                    self.write_manifest()?;
                     super::fault("bundles-deployed");
                 }
                 Phase::Leaves => {
@@ -877,12 +986,12 @@ impl<'a> Ca<'a> {
                     self.save_index()?;
                     self.deploy_all()?;
                     if self.failed() {
-                        return Err(CaError::Transition(
+                        return Err(CaError::Incomplete(
                             "some certificates were not reissued or deployed (see above); fix it and run 'keyward ca regenerate --yes' again".into(),
                         ));
                     }
                     self.manifest.transition = None;
-                    authority::write_manifest(&self.ctx.store, &self.manifest)?;
+                    self.write_manifest()?;
                     let a = self.current()?;
                     self.audit("regenerate", ca_object(&a), Outcome::Ok, Some("every leaf reissued; previous CA still trusted until 'ca retire-previous'"))?;
                     self.act(
@@ -919,7 +1028,7 @@ impl<'a> Ca<'a> {
         }
         let prev = std::mem::take(&mut self.manifest.previous);
         self.manifest.retired.extend(prev.iter().cloned());
-        authority::write_manifest(&self.ctx.store, &self.manifest)?;
+        self.write_manifest()?;
         for id in &prev {
             let a = self.authority(id)?;
             self.audit("retire-previous", ca_object(&a), Outcome::Ok, None)?;
@@ -1320,6 +1429,12 @@ impl<'a> Ca<'a> {
             i.days_left = Some(crate::util::days_until(self.now, r.cert.not_after));
             i.next_action = Some(format!("renew at {}", crate::util::fmt_time(r.cert.renew_at())));
             i.note = format!("{}, serial {}", r.profile, r.cert.serial);
+            if !r.adhoc && self.profiles.find_leaf(name).is_none() {
+                i.note = format!(
+                    "no longer declared by a profile: not renewed ('keyward ca revoke {name}' to revoke it); {}",
+                    i.note
+                );
+            }
             if r.revoked {
                 i.health = Health::Failing;
                 i.note = format!(

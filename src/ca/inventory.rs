@@ -97,22 +97,38 @@ pub struct LeafMaterial {
     pub key_pem: SecretBytes,
 }
 
-/// Writes a leaf's file (key then certificate, one 0600 file).
+/// Writes a leaf's file (key then certificate, one 0600 file under a name no other
+/// certificate has). Returns what must be fsynced before the index may point at it.
 pub fn write_leaf(
     store: &Store,
     name: &str,
     serial: &str,
     cert_pem: &str,
     key_pem: &str,
-) -> Result<(), CaError> {
+) -> Result<Vec<std::path::PathBuf>, CaError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let path = leaf_file(store, name, serial);
-    if let Some(d) = path.parent() {
-        crate::store::ensure_private_dir(d)?;
+    let leaves = store.path(LEAVES);
+    let dir = leaves.join(name);
+    for d in [&leaves, &dir] {
+        match std::fs::metadata(d) {
+            Ok(_) => crate::store::ensure_private_dir(d)?,
+            Err(_) => {
+                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(d).map_err(
+                    |source| CaError::Io { op: "create folder", path: d.to_path_buf(), source },
+                )?;
+                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).map_err(
+                    |source| CaError::Io { op: "set the mode of", path: d.to_path_buf(), source },
+                )?;
+            }
+        }
     }
     let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(key_pem.len() + cert_pem.len()));
     bytes.extend_from_slice(key_pem.as_bytes());
     bytes.extend_from_slice(cert_pem.as_bytes());
-    Ok(crate::store::atomic_write(&path, &bytes, crate::store::FileMode::PRIVATE)?)
+    let _ = std::fs::remove_file(&path);
+    super::durable::create(&path, &bytes, 0o600, None)?;
+    Ok(vec![path, dir, leaves.clone(), leaves.parent().map(|p| p.to_path_buf()).unwrap_or(leaves)])
 }
 
 /// Reads a leaf's file (refused when group or others can read it).

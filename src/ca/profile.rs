@@ -218,6 +218,25 @@ pub fn load(dir: &Path, cfg: &CaConfig) -> Result<Profiles, CaError> {
         }
         out.by_name.insert(name, profile);
     }
+    // Two leaves deploying to one folder would overwrite each other.
+    let mut dirs: BTreeMap<String, String> = BTreeMap::new();
+    for (p, leaf) in out.declared() {
+        for t in &p.targets {
+            let d = t.dir_for(Path::new(""), leaf).to_string_lossy().into_owned();
+            if let Some(other) = dirs.insert(d.clone(), leaf.name.clone()) {
+                return Err(CaError::Profile {
+                    path: p.path.clone(),
+                    line: 1,
+                    column: 1,
+                    key: "target.dir".into(),
+                    message: format!(
+                        "leaves {other:?} and {:?} would both deploy to {d:?}; give each its own folder",
+                        leaf.name
+                    ),
+                });
+            }
+        }
+    }
     Ok(out)
 }
 

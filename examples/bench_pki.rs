@@ -1,0 +1,141 @@
+//! Benchmark: the whole internal PKI — CA, postgres-server, minio-server and 20
+//! postgres-client certificates, written, fsynced and deployed — made by keyward's
+//! library, against the same certificates made by openssl CLI calls
+//! (benches/pki-openssl.sh). Median of 5 runs each, both in one run.
+//!
+//!   cargo run --release --example bench_pki
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use keyward::Context;
+use keyward::output::Format;
+use keyward::run::ActionResult;
+
+const CLIENTS: usize = 20;
+const RUNS: usize = 5;
+
+fn clients_profile() -> String {
+    let mut s =
+        String::from("description = \"bench clients\"\nusage = \"client\"\nvalidity_days = 365\n");
+    for i in 1..=CLIENTS {
+        s.push_str(&format!("[[leaf]]\nname = \"role{i:02}\"\n"));
+    }
+    s.push_str(
+        "[[target]]\ndir = \"postgres/clients/{name}\"\nlayout = \"postgres-client\"\nreload = \"api-restart\"\n",
+    );
+    s
+}
+
+fn check(ca: &keyward::ca::Ca<'_>, what: &str) {
+    let failed: Vec<_> =
+        ca.actions.iter().filter(|a| matches!(a.result, ActionResult::Failed { .. })).collect();
+    assert!(failed.is_empty(), "{what}: {failed:?}");
+}
+
+/// One fresh PKI with keyward; returns (build time, regenerate time).
+fn keyward_once(dir: &Path) -> (Duration, Duration) {
+    keyward::init::init(dir).expect("init");
+    std::fs::write(dir.join("ca/postgres-client.toml"), clients_profile()).unwrap();
+    let cfg = dir.join("keyward.toml");
+
+    let start = Instant::now();
+    let ctx = Context::load(Some(&cfg), Format::Json, "run").expect("load");
+    let lock = ctx.lock().expect("lock");
+    let mut ca = keyward::ca::Ca::open(&ctx, false).expect("open");
+    ca.reconcile().expect("build");
+    let build = start.elapsed();
+    check(&ca, "build");
+    assert_eq!(ca.index.leaves.len(), CLIENTS + 2);
+    drop(lock);
+
+    let start = Instant::now();
+    let ctx = Context::load(Some(&cfg), Format::Json, "ca regenerate").expect("load");
+    let _lock = ctx.lock().expect("lock");
+    let mut ca = keyward::ca::Ca::open(&ctx, false).expect("open");
+    ca.regenerate(true, None, None).expect("regenerate");
+    let regen = start.elapsed();
+    check(&ca, "regenerate");
+    (build, regen)
+}
+
+/// `keyward run`'s CA step with nothing due, on a PKI of `leaves` client leaves.
+fn nothing_due(leaves: usize) -> Duration {
+    let d = tempfile::tempdir().unwrap();
+    keyward::init::init(d.path()).expect("init");
+    let mut s = clients_profile();
+    for i in CLIENTS + 1..=leaves {
+        s = s.replacen("[[target]]", &format!("[[leaf]]\nname = \"role{i:02}\"\n[[target]]"), 1);
+    }
+    std::fs::write(d.path().join("ca/postgres-client.toml"), s).unwrap();
+    let cfg = d.path().join("keyward.toml");
+    let once = || {
+        let start = Instant::now();
+        let ctx = Context::load(Some(&cfg), Format::Json, "run").expect("load");
+        let _lock = ctx.lock().expect("lock");
+        let mut ca = keyward::ca::Ca::open(&ctx, false).expect("open");
+        ca.reconcile().expect("run");
+        (start.elapsed(), ca.actions.len())
+    };
+    once();
+    let mut v = Vec::new();
+    for _ in 0..RUNS {
+        let (t, n) = once();
+        assert_eq!(n, 0, "something was due");
+        v.push(t);
+    }
+    median(v)
+}
+
+fn openssl_once(dir: &Path) -> Duration {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pki-openssl.sh");
+    let start = Instant::now();
+    let st = Command::new("bash")
+        .arg(&script)
+        .arg(dir)
+        .arg(CLIENTS.to_string())
+        .status()
+        .expect("run benches/pki-openssl.sh (needs openssl)");
+    let t = start.elapsed();
+    assert!(st.success(), "benches/pki-openssl.sh failed");
+    t
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn main() {
+    let (mut build, mut regen, mut openssl) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        let d = tempfile::tempdir().unwrap();
+        let (b, r) = keyward_once(d.path());
+        build.push(b);
+        regen.push(r);
+        let d = tempfile::tempdir().unwrap();
+        openssl.push(openssl_once(d.path()));
+    }
+    let (b, r, o) = (median(build), median(regen), median(openssl));
+    let idle = nothing_due(48);
+    println!(
+        "internal PKI: CA + postgres-server + minio-server + {CLIENTS} postgres-client certificates, written, fsynced, deployed (median of {RUNS})"
+    );
+    println!("  openssl CLI (benches/pki-openssl.sh)       {:>9.1} ms", ms(o));
+    println!(
+        "  keyward, first run (CA + every leaf)       {:>9.1} ms   {:>6.1}x faster",
+        ms(b),
+        ms(o) / ms(b)
+    );
+    println!(
+        "  keyward, ca regenerate (transition + all)  {:>9.1} ms   {:>6.1}x faster",
+        ms(r),
+        ms(o) / ms(r)
+    );
+    println!("  keyward run's CA step, nothing due, 50 leaves {:>6.2} ms", ms(idle));
+}
