@@ -3,7 +3,8 @@
 # the way regenerate-ssl-certs-v2.sh and generate-minio-certs.sh did it — a P-256 CA,
 # postgres-server, minio-server and N postgres-client certificates (random serials,
 # SKI/AKI, CA:FALSE, key usage and EKU), an empty CRL, laid out in the PostgreSQL and
-# MinIO folders, then synced to disk.
+# MinIO folders, then every file and folder written fsynced (`sync FILE…`; set
+# NOSYNC=1 to skip that and time the openssl work alone).
 #
 #   benches/pki-openssl.sh OUTDIR [CLIENTS]
 set -euo pipefail
@@ -83,4 +84,6 @@ for i in $(seq -w 1 "$clients"); do
     cp ca.crt "$d/root.crt"
 done
 
-sync -f .
+if [ -z "${NOSYNC:-}" ]; then
+    find . -print0 | xargs -0 sync --
+fi

@@ -212,7 +212,7 @@ pub fn create(
         return load(store, id);
     }
     let base = store.path(AUTHORITIES);
-    store::ensure_private_dir(&base)?;
+    let mut new_dirs = super::durable::mkdir_private(&base)?;
     let tmp = base.join(format!(".{id}.tmp"));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|source| CaError::Io {
@@ -221,7 +221,7 @@ pub fn create(
             source,
         })?;
     }
-    store::ensure_private_dir(&tmp)?;
+    new_dirs.extend(super::durable::mkdir_private(&tmp)?);
     let tag = id.rsplit('-').next().unwrap_or(id);
     let key = issue::generate_key(plan.key_type)?;
     let what = format!("CA {id}");
@@ -304,6 +304,7 @@ pub fn create(
             .filter(|p| p.exists())
             .collect();
     written.push(tmp.clone());
+    written.extend(new_dirs);
     super::durable::sync_all(&written)?;
     super::fault("authority-written");
     let dest = dir_of(store, id);

@@ -114,3 +114,34 @@ pub fn replace_many(items: &[(PathBuf, &[u8], u32)]) -> Result<(), CaError> {
     }
     sync_all(&dirs)
 }
+
+/// Creates `dir` and missing parents with mode 0700 without waiting for the disk;
+/// returns the folders whose entries changed (to fsync with the next batch). An
+/// existing folder must be private.
+pub fn mkdir_private(dir: &Path) -> Result<Vec<PathBuf>, CaError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.exists() {
+        crate::store::ensure_private_dir(dir)?;
+        return Ok(Vec::new());
+    }
+    let mut changed = Vec::new();
+    if let Some(parent) = dir.parent() {
+        changed.extend(mkdir_private(parent)?);
+        changed.push(parent.to_path_buf());
+    }
+    std::fs::DirBuilder::new().mode(0o700).create(dir).map_err(|source| CaError::Io {
+        op: "create folder",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|source| CaError::Io { op: "set the mode of", path: dir.to_path_buf(), source })?;
+    Ok(changed)
+}
+
+/// A temp file name beside `path`.
+pub fn temp_beside(path: &Path) -> PathBuf {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    dir.join(format!(".{name}.{}.tmp", std::process::id()))
+}

@@ -29,6 +29,25 @@ use crate::secret::SecretString;
 use crate::status::{Health, Item};
 use crate::{Context, Exit};
 
+/// A target with a new generation written, waiting for the commit point.
+struct Job {
+    name: String,
+    dir_key: String,
+    key: String,
+    previous: TargetState,
+    reload: Option<String>,
+    cert: CertInfo,
+    why: String,
+    prepared: deploy::Prepared,
+}
+
+fn to_json<T: Serialize>(v: &T, path: &std::path::Path) -> Result<Vec<u8>, CaError> {
+    let mut b = serde_json::to_vec_pretty(v)
+        .map_err(|e| CaError::Corrupt { path: path.to_path_buf(), detail: e.to_string() })?;
+    b.push(b'\n');
+    Ok(b)
+}
+
 /// A leaf to (re)issue: profile, spec, ad hoc, extra SANs, why, audit action.
 type Work = (String, LeafSpec, bool, Vec<String>, String, &'static str);
 
@@ -50,6 +69,14 @@ pub struct Ca<'a> {
     unsynced: Vec<PathBuf>,
     /// Audit records of operations done, appended at the next commit point.
     audit_buf: Vec<crate::audit::Entry>,
+    /// State files replaced at the next commit point (CRLs, revocations).
+    staged: Vec<(PathBuf, Vec<u8>, u32)>,
+    /// Folders whose entries changed, fsynced at the next commit point.
+    dirs_to_sync: Vec<PathBuf>,
+    /// The manifest changed and is written at the next commit point.
+    manifest_dirty: bool,
+    /// CRLs signed in this process, by authority.
+    crl_cache: BTreeMap<String, String>,
     pub actions: Vec<Action>,
 }
 
@@ -138,6 +165,10 @@ impl<'a> Ca<'a> {
             index_dirty: false,
             unsynced: Vec::new(),
             audit_buf: Vec::new(),
+            staged: Vec::new(),
+            dirs_to_sync: Vec::new(),
+            manifest_dirty: false,
+            crl_cache: BTreeMap::new(),
             actions: Vec::new(),
         };
         for id in ca.manifest.trusted() {
@@ -225,18 +256,112 @@ impl<'a> Ca<'a> {
         self.act(object, action, reason, ActionResult::Failed { error: msg });
     }
 
-    /// The commit point: written files made durable, audit records appended, then
-    /// the index that points at the files.
+    /// A commit point with no deployment.
     fn save_index(&mut self) -> Result<(), CaError> {
+        self.commit(Vec::new(), None)
+    }
+
+    /// The commit point: (1) every file written since the last one (leaf files, new
+    /// target generations) is fsynced, in parallel; (2) the targets are swapped to
+    /// their new generations; (3) the audit records are appended; (4) the state files
+    /// (CRLs, revocations, manifest, index) are written as temp files, fsynced and
+    /// renamed; (5) the changed folders are fsynced. `advance` replaces the manifest
+    /// only when nothing failed since `failed_before` actions.
+    fn commit(
+        &mut self,
+        jobs: Vec<Job>,
+        advance: Option<(usize, Manifest)>,
+    ) -> Result<(), CaError> {
         if self.dry_run {
             return Ok(());
         }
-        let unsynced = std::mem::take(&mut self.unsynced);
-        super::durable::sync_all(&unsynced)?;
+        let mut round1 = std::mem::take(&mut self.unsynced);
+        round1.extend(jobs.iter().flat_map(|j| j.prepared.to_sync.iter().cloned()));
+        super::durable::sync_all(&round1)?;
+        let mut dirs = std::mem::take(&mut self.dirs_to_sync);
+        let mut shown = Vec::new();
+        for job in jobs {
+            super::fault("deploy-generation-written");
+            match deploy::commit(&job.prepared) {
+                Ok(()) => {
+                    let generation = job.prepared.generation.clone();
+                    let changed = generation != job.previous.generation;
+                    let pending = if changed {
+                        job.reload.clone()
+                    } else {
+                        job.previous.reload_pending.clone()
+                    };
+                    if let Some(r) = self.index.leaves.get_mut(&job.name) {
+                        r.targets.insert(
+                            job.dir_key.clone(),
+                            TargetState {
+                                key: job.key.clone(),
+                                generation,
+                                reload_pending: pending,
+                            },
+                        );
+                    }
+                    self.index_dirty = true;
+                    if changed {
+                        self.audit(
+                            "deploy",
+                            cert_object(&job.name, &job.cert),
+                            Outcome::Ok,
+                            Some(&job.dir_key),
+                        )?;
+                        self.act(&job.dir_key, "deploy", &job.why, ActionResult::Done);
+                    }
+                    dirs.push(job.prepared.dir.clone());
+                    shown.push(job.prepared);
+                }
+                Err(e) => self.deploy_failed(&job.name, &job.cert, &job.dir_key, &job.why, &e),
+            }
+        }
         self.flush_audit()?;
+        if let Some((failed_before, m)) = advance {
+            let failed_now = self
+                .actions
+                .iter()
+                .filter(|a| matches!(a.result, ActionResult::Failed { .. }))
+                .count();
+            if failed_now == failed_before {
+                self.manifest = m;
+                self.manifest_dirty = true;
+            }
+        }
+        let mut files = std::mem::take(&mut self.staged);
+        if self.manifest_dirty {
+            let path = self.ctx.store.path(authority::MANIFEST);
+            files.push((path.clone(), to_json(&self.manifest, &path)?, 0o600));
+        }
         if self.index_dirty {
-            inventory::save(&self.ctx.store, &self.index)?;
-            self.index_dirty = false;
+            let path = self.ctx.store.path(inventory::INDEX);
+            files.push((path.clone(), to_json(&self.index, &path)?, 0o600));
+        }
+        let mut temps = Vec::new();
+        for (path, bytes, mode) in &files {
+            if let Some(parent) = path.parent() {
+                dirs.extend(super::durable::mkdir_private(parent)?);
+                dirs.push(parent.to_path_buf());
+            }
+            let tmp = super::durable::temp_beside(path);
+            let _ = std::fs::remove_file(&tmp);
+            super::durable::create(&tmp, bytes, *mode, None)?;
+            temps.push(tmp);
+        }
+        super::durable::sync_all(&temps)?;
+        for ((path, _, _), tmp) in files.iter().zip(&temps) {
+            std::fs::rename(tmp, path).map_err(|source| CaError::Io {
+                op: "rename into place",
+                path: path.clone(),
+                source,
+            })?;
+        }
+        self.manifest_dirty = false;
+        self.index_dirty = false;
+        super::durable::sync_all(&dirs)?;
+        for p in &shown {
+            deploy::cleanup(p);
         }
         Ok(())
     }
@@ -300,7 +425,8 @@ impl<'a> Ca<'a> {
             passphrase: passphrase.is_some(),
         };
         let root_to = self.root_to(&plan, passphrase)?;
-        self.create_first(plan, root_to, "ca init")
+        self.create_first(plan, root_to, "ca init")?;
+        self.save_index()
     }
 
     fn create_first(
@@ -327,8 +453,9 @@ impl<'a> Ca<'a> {
             )),
         )?;
         self.manifest.current = Some(id.clone());
-        self.write_manifest()?;
+        self.manifest_dirty = true;
         self.act(&id, "create-ca", why, ActionResult::Done);
+        // Both become durable at the next commit point; until then the CA is unused.
         self.refresh_crl(&id, "first CRL")?;
         Ok(())
     }
@@ -365,13 +492,9 @@ impl<'a> Ca<'a> {
         json.push(b'\n');
         let crl_path = self.crl_path(id);
         let revs_path = self.ctx.store.path(Self::revs_rel(id));
-        for d in [crl_path.parent(), revs_path.parent()].into_iter().flatten() {
-            crate::store::ensure_private_dir(d)?;
-        }
-        super::durable::replace_many(&[
-            (crl_path, pem.as_bytes(), 0o644),
-            (revs_path, &json, 0o600),
-        ])?;
+        self.staged.push((crl_path, pem.clone().into_bytes(), 0o644));
+        self.staged.push((revs_path, json, 0o600));
+        self.crl_cache.insert(id.to_string(), pem);
         self.revocations.insert(id.to_string(), revs.clone());
         self.audit("crl-sign", Object::new("crl", id).version(revs.crl_number), Outcome::Ok, None)?;
         self.act(&format!("crl {id}"), "refresh-crl", why, ActionResult::Done);
@@ -390,10 +513,14 @@ impl<'a> Ca<'a> {
         let mut s = String::new();
         for id in self.manifest.trusted() {
             let a = self.authority(&id)?;
-            let path = self.crl_path(&id);
-            match std::fs::read_to_string(&path) {
-                Ok(t) => s.push_str(&t),
-                Err(source) => return Err(CaError::Io { op: "read", path, source }),
+            if let Some(c) = self.crl_cache.get(&id) {
+                s.push_str(c);
+            } else {
+                let path = self.crl_path(&id);
+                match std::fs::read_to_string(&path) {
+                    Ok(t) => s.push_str(&t),
+                    Err(source) => return Err(CaError::Io { op: "read", path, source }),
+                }
             }
             if let Some(r) = &a.root_crl_pem {
                 s.push_str(r);
@@ -568,7 +695,8 @@ impl<'a> Ca<'a> {
                 self.fail(&name, action, &why, &e);
             }
         }
-        self.save_index()
+        // Committed by the deploy that follows (files synced, audit, index).
+        Ok(())
     }
 
     // ----- deployment ----------------------------------------------------------
@@ -596,16 +724,13 @@ impl<'a> Ca<'a> {
     /// targets that changed (each hook once). All new generations are written, then
     /// fsynced together, then shown one target at a time.
     fn deploy_all(&mut self) -> Result<(), CaError> {
-        struct Job {
-            name: String,
-            dir_key: String,
-            key: String,
-            previous: TargetState,
-            reload: Option<String>,
-            cert: CertInfo,
-            why: String,
-            prepared: deploy::Prepared,
-        }
+        self.deploy_all_then(None)
+    }
+
+    /// [`Ca::deploy_all`], and `advance` becomes the manifest if nothing failed.
+    fn deploy_all_then(&mut self, advance: Option<Manifest>) -> Result<(), CaError> {
+        let failed_before =
+            self.actions.iter().filter(|a| matches!(a.result, ActionResult::Failed { .. })).count();
         let names: Vec<String> = self.index.leaves.keys().cloned().collect();
         let mut bundle: Option<String> = None;
         let mut crls: Option<String> = None;
@@ -665,54 +790,7 @@ impl<'a> Ca<'a> {
                 }
             }
         }
-        let to_sync: Vec<PathBuf> =
-            jobs.iter().flat_map(|j| j.prepared.to_sync.iter().cloned()).collect();
-        super::durable::sync_all(&to_sync)?;
-        let mut shown = Vec::new();
-        for job in jobs {
-            super::fault("deploy-generation-written");
-            match deploy::commit(&job.prepared) {
-                Ok(()) => {
-                    let generation = job.prepared.generation.clone();
-                    let changed = generation != job.previous.generation;
-                    let pending = if changed {
-                        job.reload.clone()
-                    } else {
-                        job.previous.reload_pending.clone()
-                    };
-                    if let Some(r) = self.index.leaves.get_mut(&job.name) {
-                        r.targets.insert(
-                            job.dir_key.clone(),
-                            TargetState {
-                                key: job.key.clone(),
-                                generation,
-                                reload_pending: pending,
-                            },
-                        );
-                    }
-                    self.index_dirty = true;
-                    if changed {
-                        self.audit(
-                            "deploy",
-                            cert_object(&job.name, &job.cert),
-                            Outcome::Ok,
-                            Some(&job.dir_key),
-                        )?;
-                        self.act(&job.dir_key, "deploy", &job.why, ActionResult::Done);
-                    }
-                    shown.push(job.prepared);
-                }
-                Err(e) => self.deploy_failed(&job.name, &job.cert, &job.dir_key, &job.why, &e),
-            }
-        }
-        let dirs: Vec<PathBuf> = shown.iter().map(|p| p.dir.clone()).collect();
-        super::durable::sync_all(&dirs)?;
-        for p in &shown {
-            deploy::cleanup(p);
-        }
-        // The index records what is deployed (and which reloads are owed) before any
-        // hook runs, so an interrupted run retries them.
-        self.save_index()?;
+        self.commit(jobs, advance.map(|m| (failed_before, m)))?;
         self.run_hooks()
     }
 
@@ -931,7 +1009,8 @@ impl<'a> Ca<'a> {
                     self.manifest.current = Some(t.new.clone());
                     self.manifest.transition =
                         Some(Transition { phase: Phase::Bundles, ..t.clone() });
-                    self.write_manifest()?;
+                    // Written with the first commit of the next phase.
+                    self.manifest_dirty = true;
                     super::fault("manifest-switched");
                 }
                 Phase::Bundles => {
@@ -943,16 +1022,16 @@ impl<'a> Ca<'a> {
                             self.refresh_crl(&id, &why)?;
                         }
                     }
-                    // Every peer trusts old and new before any certificate changes.
-                    self.deploy_all()?;
+                    // Every peer trusts old and new before any certificate changes; the
+                    // next phase is recorded only when every target has both.
+                    let mut next = self.manifest.clone();
+                    next.transition = Some(Transition { phase: Phase::Leaves, ..t.clone() });
+                    self.deploy_all_then(Some(next))?;
                     if self.failed() {
                         return Err(CaError::Incomplete(
                             "the transition trust bundles did not reach every target (see above); fix it and run 'keyward ca regenerate --yes' again".into(),
                         ));
                     }
-                    self.manifest.transition =
-                        Some(Transition { phase: Phase::Leaves, ..t.clone() });
-                    self.write_manifest()?;
                     super::fault("bundles-deployed");
                 }
                 Phase::Leaves => {
@@ -983,15 +1062,14 @@ impl<'a> Ca<'a> {
                             self.fail(&name, "renew", &why, &e);
                         }
                     }
-                    self.save_index()?;
-                    self.deploy_all()?;
+                    let mut done = self.manifest.clone();
+                    done.transition = None;
+                    self.deploy_all_then(Some(done))?;
                     if self.failed() {
                         return Err(CaError::Incomplete(
                             "some certificates were not reissued or deployed (see above); fix it and run 'keyward ca regenerate --yes' again".into(),
                         ));
                     }
-                    self.manifest.transition = None;
-                    self.write_manifest()?;
                     let a = self.current()?;
                     self.audit("regenerate", ca_object(&a), Outcome::Ok, Some("every leaf reissued; previous CA still trusted until 'ca retire-previous'"))?;
                     self.act(
@@ -1028,7 +1106,7 @@ impl<'a> Ca<'a> {
         }
         let prev = std::mem::take(&mut self.manifest.previous);
         self.manifest.retired.extend(prev.iter().cloned());
-        self.write_manifest()?;
+        self.manifest_dirty = true;
         for id in &prev {
             let a = self.authority(id)?;
             self.audit("retire-previous", ca_object(&a), Outcome::Ok, None)?;
@@ -1131,7 +1209,6 @@ impl<'a> Ca<'a> {
                 self.fail(&name, action, "ca issue", &e);
             }
         }
-        self.save_index()?;
         self.deploy_all()
     }
 
@@ -1174,7 +1251,6 @@ impl<'a> Ca<'a> {
                 self.fail(n, "renew", &why, &e);
             }
         }
-        self.save_index()?;
         self.deploy_all()
     }
 
@@ -1281,7 +1357,6 @@ impl<'a> Ca<'a> {
                 }
             }
         }
-        self.save_index()?;
         self.deploy_all()
     }
 
