@@ -29,8 +29,8 @@ use crate::secret::SecretString;
 use crate::status::{Health, Item};
 use crate::{Context, Exit};
 
-/// A target with a new generation written, waiting for the commit point.
-struct Job {
+/// A target to bring up to date.
+struct Planned {
     name: String,
     dir_key: String,
     key: String,
@@ -38,6 +38,11 @@ struct Job {
     reload: Option<String>,
     cert: CertInfo,
     why: String,
+}
+
+/// A target with a new generation written, waiting for the commit point.
+struct Job {
+    p: Planned,
     prepared: deploy::Prepared,
 }
 
@@ -285,17 +290,17 @@ impl<'a> Ca<'a> {
             match deploy::commit(&job.prepared) {
                 Ok(()) => {
                     let generation = job.prepared.generation.clone();
-                    let changed = generation != job.previous.generation;
+                    let changed = generation != job.p.previous.generation;
                     let pending = if changed {
-                        job.reload.clone()
+                        job.p.reload.clone()
                     } else {
-                        job.previous.reload_pending.clone()
+                        job.p.previous.reload_pending.clone()
                     };
-                    if let Some(r) = self.index.leaves.get_mut(&job.name) {
+                    if let Some(r) = self.index.leaves.get_mut(&job.p.name) {
                         r.targets.insert(
-                            job.dir_key.clone(),
+                            job.p.dir_key.clone(),
                             TargetState {
-                                key: job.key.clone(),
+                                key: job.p.key.clone(),
                                 generation,
                                 reload_pending: pending,
                             },
@@ -305,16 +310,18 @@ impl<'a> Ca<'a> {
                     if changed {
                         self.audit(
                             "deploy",
-                            cert_object(&job.name, &job.cert),
+                            cert_object(&job.p.name, &job.p.cert),
                             Outcome::Ok,
-                            Some(&job.dir_key),
+                            Some(&job.p.dir_key),
                         )?;
-                        self.act(&job.dir_key, "deploy", &job.why, ActionResult::Done);
+                        self.act(&job.p.dir_key, "deploy", &job.p.why, ActionResult::Done);
                     }
                     dirs.push(job.prepared.dir.clone());
                     shown.push(job.prepared);
                 }
-                Err(e) => self.deploy_failed(&job.name, &job.cert, &job.dir_key, &job.why, &e),
+                Err(e) => {
+                    self.deploy_failed(&job.p.name, &job.p.cert, &job.p.dir_key, &job.p.why, &e)
+                }
             }
         }
         self.flush_audit()?;
@@ -360,9 +367,7 @@ impl<'a> Ca<'a> {
         self.manifest_dirty = false;
         self.index_dirty = false;
         super::durable::sync_all(&dirs)?;
-        for p in &shown {
-            deploy::cleanup(p);
-        }
+        super::durable::parallel(&shown, deploy::cleanup);
         Ok(())
     }
 
@@ -735,7 +740,7 @@ impl<'a> Ca<'a> {
         let mut bundle: Option<String> = None;
         let mut crls: Option<String> = None;
         let mut chain: BTreeMap<String, String> = BTreeMap::new();
-        let mut jobs: Vec<Job> = Vec::new();
+        let mut planned: Vec<(Planned, PathBuf, Vec<deploy::File>, Ownership)> = Vec::new();
         for name in names {
             let Some(rec) = self.index.leaves.get(&name).cloned() else { continue };
             let Some(profile) = self.profiles.get(&rec.profile).cloned() else { continue };
@@ -756,7 +761,7 @@ impl<'a> Ca<'a> {
                     self.act(&dir_key, "deploy", &why, ActionResult::Planned);
                     continue;
                 }
-                let prepared = (|| -> Result<deploy::Prepared, CaError> {
+                let files = (|| -> Result<Vec<deploy::File>, CaError> {
                     if bundle.is_none() {
                         bundle = Some(self.bundle()?);
                         crls = Some(self.crls()?);
@@ -773,21 +778,36 @@ impl<'a> Ca<'a> {
                         bundle: bundle.as_deref().unwrap_or_default(),
                         crl: crls.as_deref().unwrap_or_default(),
                     };
-                    deploy::prepare(&dir, &deploy::files(t.layout, &material), own)
+                    Ok(deploy::files(t.layout, &material))
                 })();
-                match prepared {
-                    Ok(prepared) => jobs.push(Job {
-                        name: name.clone(),
-                        dir_key,
-                        key,
-                        previous: state,
-                        reload: t.reload.clone(),
-                        cert: rec.cert.clone(),
-                        why,
-                        prepared,
-                    }),
+                match files {
+                    Ok(files) => planned.push((
+                        Planned {
+                            name: name.clone(),
+                            dir_key,
+                            key,
+                            previous: state,
+                            reload: t.reload.clone(),
+                            cert: rec.cert.clone(),
+                            why,
+                        },
+                        dir,
+                        files,
+                        own,
+                    )),
                     Err(e) => self.deploy_failed(&name, &rec.cert, &dir_key, &why, &e),
                 }
+            }
+        }
+        // The generation folders of all targets are written concurrently.
+        let results = super::durable::parallel(&planned, |(_, dir, files, own)| {
+            deploy::prepare(dir, files, *own)
+        });
+        let mut jobs = Vec::new();
+        for ((p, _, _, _), r) in planned.into_iter().zip(results) {
+            match r {
+                Ok(prepared) => jobs.push(Job { p, prepared }),
+                Err(e) => self.deploy_failed(&p.name, &p.cert, &p.dir_key, &p.why, &e),
             }
         }
         self.commit(jobs, advance.map(|m| (failed_before, m)))?;
