@@ -22,9 +22,7 @@ fn clients_profile() -> String {
     for i in 1..=CLIENTS {
         s.push_str(&format!("[[leaf]]\nname = \"role{i:02}\"\n"));
     }
-    s.push_str(
-        "[[target]]\ndir = \"postgres/clients/{name}\"\nlayout = \"postgres-client\"\nreload = \"api-restart\"\n",
-    );
+    s.push_str("[[target]]\ndir = \"postgres/clients/{name}\"\nlayout = \"postgres-client\"\n");
     s
 }
 
@@ -35,9 +33,20 @@ fn check(ca: &keyward::ca::Ca<'_>, what: &str) {
 }
 
 /// One fresh PKI with keyward; returns (build time, regenerate time).
-fn keyward_once(dir: &Path) -> (Duration, Duration) {
+/// The embedded profiles without reload hooks (the openssl script has none to run).
+fn setup(dir: &Path) {
     keyward::init::init(dir).expect("init");
     std::fs::write(dir.join("ca/postgres-client.toml"), clients_profile()).unwrap();
+    for p in ["ca/postgres-server.toml", "ca/minio-server.toml"] {
+        let t = std::fs::read_to_string(dir.join(p)).unwrap();
+        let t: String =
+            t.lines().filter(|l| !l.starts_with("reload")).map(|l| format!("{l}\n")).collect();
+        std::fs::write(dir.join(p), t).unwrap();
+    }
+}
+
+fn keyward_once(dir: &Path) -> (Duration, Duration) {
+    setup(dir);
     let cfg = dir.join("keyward.toml");
 
     let start = Instant::now();
@@ -63,7 +72,7 @@ fn keyward_once(dir: &Path) -> (Duration, Duration) {
 /// `keyward run`'s CA step with nothing due, on a PKI of `leaves` client leaves.
 fn nothing_due(leaves: usize) -> Duration {
     let d = tempfile::tempdir().unwrap();
-    keyward::init::init(d.path()).expect("init");
+    setup(d.path());
     let mut s = clients_profile();
     for i in CLIENTS + 1..=leaves {
         s = s.replacen("[[target]]", &format!("[[leaf]]\nname = \"role{i:02}\"\n[[target]]"), 1);
@@ -106,6 +115,22 @@ fn openssl_once(dir: &Path, sync: bool) -> Duration {
     t
 }
 
+/// Latency of one fsync on the benchmark's file system right now (context for the
+/// figures: keyward's time is mostly waiting for the disk).
+fn fsync_latency() -> Duration {
+    use std::io::Write;
+    let d = tempfile::tempdir().unwrap();
+    let mut f = std::fs::File::create(d.path().join("probe")).unwrap();
+    let mut v = Vec::new();
+    for _ in 0..RUNS {
+        f.write_all(b"x").unwrap();
+        let t = Instant::now();
+        f.sync_all().unwrap();
+        v.push(t.elapsed());
+    }
+    median(v)
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -118,18 +143,26 @@ fn ms(d: Duration) -> f64 {
 fn main() {
     let (mut build, mut regen, mut openssl, mut unsynced) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Every folder is kept until the end: deleting hundreds of files between runs
+    // would make the next run's file creations slower (ext4 inode allocation).
+    let mut keep = Vec::new();
     for _ in 0..RUNS {
         let d = tempfile::tempdir().unwrap();
         let (b, r) = keyward_once(d.path());
         build.push(b);
         regen.push(r);
+        keep.push(d);
         let d = tempfile::tempdir().unwrap();
         openssl.push(openssl_once(d.path(), true));
+        keep.push(d);
         let d = tempfile::tempdir().unwrap();
         unsynced.push(openssl_once(d.path(), false));
+        keep.push(d);
     }
     let (b, r, o, u) = (median(build), median(regen), median(openssl), median(unsynced));
     let idle = nothing_due(48);
+    drop(keep);
+    let fsync = fsync_latency();
     println!(
         "internal PKI: CA + postgres-server + minio-server + {CLIENTS} postgres-client certificates, written, fsynced, deployed (median of {RUNS})"
     );
@@ -146,4 +179,8 @@ fn main() {
         ms(o) / ms(r)
     );
     println!("  keyward run's CA step, nothing due, 50 leaves {:>6.2} ms", ms(idle));
+    println!(
+        "  (one fsync on this file system: {:.1} ms; no reload hooks on either side)",
+        ms(fsync)
+    );
 }

@@ -267,6 +267,13 @@ fn run_renews_after_two_thirds_and_refreshes_the_crl() {
     assert!(r.stdout.contains("renew"), "{}", r.stdout);
     let new = leaf_json(&env, "postgres-server");
     assert_ne!(new["certificate"]["serial"], serial);
+    // The superseded key is gone from the state; only the current one is kept.
+    let files: Vec<_> = std::fs::read_dir(env.path("state/ca/leaves"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("postgres-server."))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
     let audit = std::fs::read_to_string(env.path("state/audit.jsonl")).unwrap();
     assert!(audit.contains("\"simulated_clock\":true"), "{audit}");
     // At 364 days, the CA's own certificate is still fine but a leaf renewed at 250 is not due.
@@ -465,7 +472,7 @@ fn ca_init_refuses_an_existing_ca_and_insecure_keys_are_refused() {
     // So is a leaf key file.
     let serial =
         leaf_json(&env, "minio-server")["certificate"]["serial"].as_str().unwrap().to_string();
-    let leaf = env.path(&format!("state/ca/leaves/minio-server/{serial}.pem"));
+    let leaf = env.path(&format!("state/ca/leaves/minio-server.{serial}.pem"));
     std::fs::set_permissions(&leaf, std::fs::Permissions::from_mode(0o640)).unwrap();
     let r = env.run(&["ca", "show", "minio-server"]);
     r.code(2);

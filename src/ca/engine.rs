@@ -82,6 +82,9 @@ pub struct Ca<'a> {
     manifest_dirty: bool,
     /// CRLs signed in this process, by authority.
     crl_cache: BTreeMap<String, String>,
+    /// Leaves issued since the last commit point (name, serial): their older files go
+    /// once the index points at the new ones.
+    issued: Vec<(String, String)>,
     pub actions: Vec<Action>,
 }
 
@@ -174,6 +177,7 @@ impl<'a> Ca<'a> {
             dirs_to_sync: Vec::new(),
             manifest_dirty: false,
             crl_cache: BTreeMap::new(),
+            issued: Vec::new(),
             actions: Vec::new(),
         };
         for id in ca.manifest.trusted() {
@@ -367,6 +371,12 @@ impl<'a> Ca<'a> {
         self.manifest_dirty = false;
         self.index_dirty = false;
         super::durable::sync_all(&dirs)?;
+        // Superseded keys are not kept once the index points at their successors.
+        for (name, serial) in std::mem::take(&mut self.issued) {
+            if self.index.leaves.get(&name).is_some_and(|r| r.cert.serial == serial) {
+                inventory::prune_leaf_files(&self.ctx.store, &name, &serial);
+            }
+        }
         super::durable::parallel(&shown, deploy::cleanup);
         Ok(())
     }
@@ -589,6 +599,7 @@ impl<'a> Ca<'a> {
             key.pem.expose(),
         )?;
         self.unsynced.extend(written);
+        self.issued.push((name.clone(), info.serial.clone()));
         let old = self.index.leaves.remove(&name);
         let mut history = Vec::new();
         let mut targets = BTreeMap::new();

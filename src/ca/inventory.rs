@@ -4,7 +4,7 @@
 //!
 //! `keyward run` decides what is due from this index alone, so a run with nothing due
 //! reads a few small files and signs nothing. A leaf's certificate and key live
-//! together in one 0600 file per serial (`state/ca/leaves/<name>/<serial>.pem`);
+//! together in one 0600 file per serial (`state/ca/leaves/<name>.<serial>.pem`);
 //! writing the index is what makes a new one current. The index never holds key bytes.
 
 use std::collections::BTreeMap;
@@ -88,7 +88,7 @@ pub fn save(store: &Store, index: &Index) -> Result<(), CaError> {
 
 /// Path of a leaf's cert+key file.
 pub fn leaf_file(store: &Store, name: &str, serial: &str) -> std::path::PathBuf {
-    store.path(LEAVES).join(name).join(format!("{serial}.pem"))
+    store.path(LEAVES).join(format!("{name}.{serial}.pem"))
 }
 
 /// A leaf's certificate (PEM) and key (PEM, secret).
@@ -106,29 +106,17 @@ pub fn write_leaf(
     cert_pem: &str,
     key_pem: &str,
 ) -> Result<Vec<std::path::PathBuf>, CaError> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let path = leaf_file(store, name, serial);
     let leaves = store.path(LEAVES);
-    let dir = leaves.join(name);
-    for d in [&leaves, &dir] {
-        match std::fs::metadata(d) {
-            Ok(_) => crate::store::ensure_private_dir(d)?,
-            Err(_) => {
-                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(d).map_err(
-                    |source| CaError::Io { op: "create folder", path: d.to_path_buf(), source },
-                )?;
-                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).map_err(
-                    |source| CaError::Io { op: "set the mode of", path: d.to_path_buf(), source },
-                )?;
-            }
-        }
-    }
+    let mut changed = super::durable::mkdir_private(&leaves)?;
     let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(key_pem.len() + cert_pem.len()));
     bytes.extend_from_slice(key_pem.as_bytes());
     bytes.extend_from_slice(cert_pem.as_bytes());
     let _ = std::fs::remove_file(&path);
     super::durable::create(&path, &bytes, 0o600, None)?;
-    Ok(vec![path, dir, leaves.clone(), leaves.parent().map(|p| p.to_path_buf()).unwrap_or(leaves)])
+    changed.push(path);
+    changed.push(leaves);
+    Ok(changed)
 }
 
 /// Reads a leaf's file (refused when group or others can read it).
@@ -150,12 +138,17 @@ pub fn read_leaf(store: &Store, name: &str, serial: &str) -> Result<LeafMaterial
     })
 }
 
-/// Removes a leaf's files other than `keep`.
+/// Removes a leaf's files other than the one of serial `keep`.
 pub fn prune_leaf_files(store: &Store, name: &str, keep: &str) {
-    let dir = store.path(LEAVES).join(name);
+    let dir = store.path(LEAVES);
+    let prefix = format!("{name}.");
+    let keep = format!("{name}.{keep}.pem");
     if let Ok(rd) = std::fs::read_dir(&dir) {
         for e in rd.flatten() {
-            if e.file_name().to_string_lossy() != format!("{keep}.pem") {
+            let n = e.file_name().to_string_lossy().into_owned();
+            // Serials are hex, so "NAME." is followed by hex and ".pem" only.
+            let rest = n.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".pem"));
+            if n != keep && rest.is_some_and(|r| r.chars().all(|c| c.is_ascii_hexdigit())) {
                 let _ = std::fs::remove_file(e.path());
             }
         }
