@@ -198,8 +198,9 @@ pub enum RootKeyTo<'a> {
     Passphrase(&'a crate::secret::SecretString),
 }
 
-/// Creates authority `id` in the state store. Writes the folder under a temporary
-/// name and renames it into place; an existing complete authority is left alone.
+/// Creates authority `id`: writes its folder under a temporary name, which the caller
+/// fsyncs and renames into place at its next commit point, so the folder exists whole
+/// or not at all. An existing complete authority is returned as it is.
 pub fn create(
     store: &Store,
     cfg: &CaConfig,
@@ -207,9 +208,9 @@ pub fn create(
     plan: &CreatePlan,
     root_to: Option<RootKeyTo<'_>>,
     now: DateTime<Utc>,
-) -> Result<Authority, CaError> {
+) -> Result<Created, CaError> {
     if exists(store, id) {
-        return load(store, id);
+        return Ok(Created { authority: load(store, id)?, key: None, pending: None });
     }
     let base = store.path(AUTHORITIES);
     let mut new_dirs = super::durable::mkdir_private(&base)?;
@@ -226,6 +227,7 @@ pub fn create(
     let key = issue::generate_key(plan.key_type)?;
     let what = format!("CA {id}");
     let sign_err = |e: rcgen::Error| CaError::Sign { what: what.clone(), message: e.to_string() };
+    let mut root_pems = None;
     let (cert_pem, root, protection) = if plan.two_tier {
         let root_key = issue::generate_key(plan.key_type)?;
         let root_params = issue::ca_params(
@@ -263,6 +265,7 @@ pub fn create(
         write_new(&tmp.join("root.key.age"), armored.as_bytes(), 0o600)?;
         write_new(&tmp.join("root.crt"), root_cert.pem().as_bytes(), 0o644)?;
         write_new(&tmp.join("root.crl"), root_crl.as_bytes(), 0o644)?;
+        root_pems = Some((root_cert.pem(), root_crl));
         (inter.pem(), Some(root_info), Some(protection))
     } else {
         let cert = issue::ca_params(
@@ -297,24 +300,40 @@ pub fn create(
     })?;
     json.push(b'\n');
     write_new(&tmp.join("authority.json"), &json, 0o600)?;
-    let mut written: Vec<PathBuf> =
+    let mut to_sync: Vec<PathBuf> =
         ["ca.key", "ca.crt", "authority.json", "root.key.age", "root.crt", "root.crl"]
             .iter()
             .map(|n| tmp.join(n))
             .filter(|p| p.exists())
             .collect();
-    written.push(tmp.clone());
-    written.extend(new_dirs);
-    super::durable::sync_all(&written)?;
-    super::fault("authority-written");
+    to_sync.push(tmp.clone());
+    to_sync.extend(new_dirs);
     let dest = dir_of(store, id);
-    std::fs::rename(&tmp, &dest).map_err(|source| CaError::Io {
-        op: "rename into place",
-        path: dest.clone(),
-        source,
-    })?;
-    store::fsync_dir(&base)?;
-    load(store, id)
+    let (root_pem, root_crl_pem) = match root_pems {
+        Some((c, l)) => (Some(c), Some(l)),
+        None => (None, None),
+    };
+    Ok(Created {
+        authority: Authority { meta, dir: dest.clone(), cert_pem, root_pem, root_crl_pem },
+        key: Some(key.pair),
+        pending: Some(PendingDir { tmp, dest, to_sync }),
+    })
+}
+
+/// A new authority, written under a temporary name.
+pub struct Created {
+    pub authority: Authority,
+    /// The signing key of a new authority (so it need not be read back).
+    pub key: Option<rcgen::KeyPair>,
+    /// The folder to fsync (`to_sync`) and rename from `tmp` to `dest` at the next
+    /// commit point; `None` when the authority existed already.
+    pub pending: Option<PendingDir>,
+}
+
+pub struct PendingDir {
+    pub tmp: PathBuf,
+    pub dest: PathBuf,
+    pub to_sync: Vec<PathBuf>,
 }
 
 fn encrypt_root_key(

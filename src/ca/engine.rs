@@ -85,6 +85,8 @@ pub struct Ca<'a> {
     /// Leaves issued since the last commit point (name, serial): their older files go
     /// once the index points at the new ones.
     issued: Vec<(String, String)>,
+    /// New authority folders to rename into place at the next commit point.
+    dir_renames: Vec<(PathBuf, PathBuf)>,
     pub actions: Vec<Action>,
 }
 
@@ -178,6 +180,7 @@ impl<'a> Ca<'a> {
             manifest_dirty: false,
             crl_cache: BTreeMap::new(),
             issued: Vec::new(),
+            dir_renames: Vec::new(),
             actions: Vec::new(),
         };
         for id in ca.manifest.trusted() {
@@ -288,6 +291,18 @@ impl<'a> Ca<'a> {
         round1.extend(jobs.iter().flat_map(|j| j.prepared.to_sync.iter().cloned()));
         super::durable::sync_all(&round1)?;
         let mut dirs = std::mem::take(&mut self.dirs_to_sync);
+        // New authorities first: everything below may refer to them.
+        for (tmp, dest) in std::mem::take(&mut self.dir_renames) {
+            super::fault("authority-written");
+            std::fs::rename(&tmp, &dest).map_err(|source| CaError::Io {
+                op: "rename into place",
+                path: dest.clone(),
+                source,
+            })?;
+            if let Some(p) = dest.parent() {
+                dirs.push(p.to_path_buf());
+            }
+        }
         let mut shown = Vec::new();
         for job in jobs {
             super::fault("deploy-generation-written");
@@ -328,7 +343,6 @@ impl<'a> Ca<'a> {
                 }
             }
         }
-        self.flush_audit()?;
         if let Some((failed_before, m)) = advance {
             let failed_now = self
                 .actions
@@ -349,18 +363,31 @@ impl<'a> Ca<'a> {
             let path = self.ctx.store.path(inventory::INDEX);
             files.push((path.clone(), to_json(&self.index, &path)?, 0o600));
         }
-        let mut temps = Vec::new();
-        for (path, bytes, mode) in &files {
-            if let Some(parent) = path.parent() {
-                dirs.extend(super::durable::mkdir_private(parent)?);
-                dirs.push(parent.to_path_buf());
-            }
-            let tmp = super::durable::temp_beside(path);
-            let _ = std::fs::remove_file(&tmp);
-            super::durable::create(&tmp, bytes, *mode, None)?;
-            temps.push(tmp);
-        }
-        super::durable::sync_all(&temps)?;
+        // The audit records are appended while the state files are written; both are
+        // durable before any state file is renamed into place.
+        let entries = std::mem::take(&mut self.audit_buf);
+        let audit = &self.ctx.audit;
+        let (audited, temps) = std::thread::scope(|sc| {
+            let a = sc.spawn(move || audit.append_batch(entries));
+            let t = (|| -> Result<Vec<PathBuf>, CaError> {
+                let mut temps = Vec::new();
+                for (path, bytes, mode) in &files {
+                    if let Some(parent) = path.parent() {
+                        dirs.extend(super::durable::mkdir_private(parent)?);
+                        dirs.push(parent.to_path_buf());
+                    }
+                    let tmp = super::durable::temp_beside(path);
+                    let _ = std::fs::remove_file(&tmp);
+                    super::durable::create(&tmp, bytes, *mode, None)?;
+                    temps.push(tmp);
+                }
+                super::durable::sync_all(&temps)?;
+                Ok(temps)
+            })();
+            (a.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), t)
+        });
+        audited?;
+        let temps = temps?;
         for ((path, _, _), tmp) in files.iter().zip(&temps) {
             std::fs::rename(tmp, path).map_err(|source| CaError::Io {
                 op: "rename into place",
@@ -395,6 +422,21 @@ impl<'a> Ca<'a> {
     }
 
     // ----- the CA itself -------------------------------------------------------
+
+    /// Takes a created authority into this operation: its folder is committed at the
+    /// next commit point, its key stays in memory.
+    fn adopt(&mut self, c: authority::Created) -> Authority {
+        let id = c.authority.meta.id.clone();
+        if let Some(p) = c.pending {
+            self.unsynced.extend(p.to_sync);
+            self.dir_renames.push((p.tmp, p.dest));
+        }
+        if let Some(k) = c.key {
+            self.signer = Some((id.clone(), k));
+        }
+        self.authorities.insert(id, c.authority.clone());
+        c.authority
+    }
 
     fn root_to(
         &self,
@@ -455,8 +497,8 @@ impl<'a> Ca<'a> {
             self.act(&id, "create-ca", why, ActionResult::Planned);
             return Ok(());
         }
-        let a = authority::create(&self.ctx.store, self.cfg, &id, &plan, root_to, self.now)?;
-        self.authorities.insert(id.clone(), a.clone());
+        let created = authority::create(&self.ctx.store, self.cfg, &id, &plan, root_to, self.now)?;
+        let a = self.adopt(created);
         self.audit(
             "ca-create",
             ca_object(&a),
@@ -1015,7 +1057,7 @@ impl<'a> Ca<'a> {
                 Phase::Creating => {
                     let root_to = self.root_to(&t.plan, passphrase)?;
                     let fresh = !authority::exists(&self.ctx.store, &t.new);
-                    let a = authority::create(
+                    let created = authority::create(
                         &self.ctx.store,
                         self.cfg,
                         &t.new,
@@ -1023,6 +1065,7 @@ impl<'a> Ca<'a> {
                         root_to,
                         self.now,
                     )?;
+                    let a = self.adopt(created);
                     if fresh {
                         self.audit("ca-create", ca_object(&a), Outcome::Ok, Some("ca regenerate"))?;
                     }
