@@ -25,7 +25,7 @@ use super::profile::{self, LeafSpec, Profiles, Usage};
 use crate::audit::{Object, Outcome};
 use crate::output::{Human, Table};
 use crate::run::{Action, ActionResult};
-use crate::secret::SecretString;
+use crate::secret::{SecretBytes, SecretString};
 use crate::status::{Health, Item};
 use crate::{Context, Exit};
 
@@ -87,6 +87,11 @@ pub struct Ca<'a> {
     issued: Vec<(String, String)>,
     /// New authority folders to rename into place at the next commit point.
     dir_renames: Vec<(PathBuf, PathBuf)>,
+    /// Leaf files to write at the next commit point (before its fsync round).
+    leaf_files: Vec<inventory::LeafFile>,
+    /// Leaves issued in this process: (serial, material), so deploys need not read
+    /// back what was just signed.
+    leaf_cache: BTreeMap<String, (String, inventory::LeafMaterial)>,
     pub actions: Vec<Action>,
 }
 
@@ -181,6 +186,8 @@ impl<'a> Ca<'a> {
             crl_cache: BTreeMap::new(),
             issued: Vec::new(),
             dir_renames: Vec::new(),
+            leaf_files: Vec::new(),
+            leaf_cache: BTreeMap::new(),
             actions: Vec::new(),
         };
         for id in ca.manifest.trusted() {
@@ -287,6 +294,7 @@ impl<'a> Ca<'a> {
         if self.dry_run {
             return Ok(());
         }
+        inventory::write_leaf_files(&std::mem::take(&mut self.leaf_files))?;
         let mut round1 = std::mem::take(&mut self.unsynced);
         round1.extend(jobs.iter().flat_map(|j| j.prepared.to_sync.iter().cloned()));
         super::durable::sync_all(&round1)?;
@@ -304,9 +312,13 @@ impl<'a> Ca<'a> {
             }
         }
         let mut shown = Vec::new();
-        for job in jobs {
+        // Each target swaps on its own; they are independent of one another.
+        let results = super::durable::parallel(&jobs, |job| {
             super::fault("deploy-generation-written");
-            match deploy::commit(&job.prepared) {
+            deploy::commit(&job.prepared)
+        });
+        for (job, result) in jobs.into_iter().zip(results) {
+            match result {
                 Ok(()) => {
                     let generation = job.prepared.generation.clone();
                     let changed = generation != job.p.previous.generation;
@@ -633,14 +645,27 @@ impl<'a> Ca<'a> {
             .map_err(|e| CaError::Sign { what: format!("leaf {name}"), message: e.to_string() })?;
         let info = issue::inspect(cert.der())
             .map_err(|d| CaError::Sign { what: format!("leaf {name}"), message: d })?;
-        let written = inventory::write_leaf(
+        let cert_pem = cert.pem();
+        let (file, dirs) = inventory::leaf_file_for(
             &self.ctx.store,
             &name,
             &info.serial,
-            &cert.pem(),
+            &cert_pem,
             key.pem.expose(),
         )?;
-        self.unsynced.extend(written);
+        self.unsynced.push(file.path.clone());
+        self.dirs_to_sync.extend(dirs);
+        self.leaf_files.push(file);
+        self.leaf_cache.insert(
+            name.clone(),
+            (
+                info.serial.clone(),
+                inventory::LeafMaterial {
+                    cert_pem,
+                    key_pem: SecretBytes::from_slice(key.pem.expose().as_bytes()),
+                },
+            ),
+        );
         self.issued.push((name.clone(), info.serial.clone()));
         let old = self.index.leaves.remove(&name);
         let mut history = Vec::new();
@@ -823,7 +848,15 @@ impl<'a> Ca<'a> {
                         let a = self.authority(&rec.issuer)?;
                         chain.insert(rec.issuer.clone(), a.chain_pem().to_string());
                     }
-                    let m = inventory::read_leaf(&self.ctx.store, &name, &rec.cert.serial)?;
+                    let m = match self.leaf_cache.get(&name) {
+                        Some((serial, m)) if *serial == rec.cert.serial => {
+                            inventory::LeafMaterial {
+                                cert_pem: m.cert_pem.clone(),
+                                key_pem: m.key_pem.clone(),
+                            }
+                        }
+                        _ => inventory::read_leaf(&self.ctx.store, &name, &rec.cert.serial)?,
+                    };
                     let material = deploy::Material {
                         cert: &m.cert_pem,
                         key: &m.key_pem,

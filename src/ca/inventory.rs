@@ -97,26 +97,38 @@ pub struct LeafMaterial {
     pub key_pem: SecretBytes,
 }
 
-/// Writes a leaf's file (key then certificate, one 0600 file under a name no other
-/// certificate has). Returns what must be fsynced before the index may point at it.
-pub fn write_leaf(
+/// A leaf file to write: its path and content (key PEM, then certificate PEM).
+pub struct LeafFile {
+    pub path: std::path::PathBuf,
+    pub bytes: SecretBytes,
+}
+
+/// Prepares a leaf's file (one 0600 file under a name no other certificate has) and
+/// makes sure its folder exists; [`write_leaf_files`] writes it.
+pub fn leaf_file_for(
     store: &Store,
     name: &str,
     serial: &str,
     cert_pem: &str,
     key_pem: &str,
-) -> Result<Vec<std::path::PathBuf>, CaError> {
-    let path = leaf_file(store, name, serial);
+) -> Result<(LeafFile, Vec<std::path::PathBuf>), CaError> {
     let leaves = store.path(LEAVES);
     let mut changed = super::durable::mkdir_private(&leaves)?;
-    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(key_pem.len() + cert_pem.len()));
+    let mut bytes = Vec::with_capacity(key_pem.len() + cert_pem.len());
     bytes.extend_from_slice(key_pem.as_bytes());
     bytes.extend_from_slice(cert_pem.as_bytes());
-    let _ = std::fs::remove_file(&path);
-    super::durable::create(&path, &bytes, 0o600, None)?;
-    changed.push(path);
     changed.push(leaves);
-    Ok(changed)
+    Ok((LeafFile { path: leaf_file(store, name, serial), bytes: SecretBytes::new(bytes) }, changed))
+}
+
+/// Writes leaf files concurrently (not yet fsynced).
+pub fn write_leaf_files(files: &[LeafFile]) -> Result<(), CaError> {
+    super::durable::parallel(files, |f| {
+        let _ = std::fs::remove_file(&f.path);
+        super::durable::create(&f.path, f.bytes.expose(), 0o600, None)
+    })
+    .into_iter()
+    .collect()
 }
 
 /// Reads a leaf's file (refused when group or others can read it).
