@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::CaError;
 use super::config::{CaConfig, KeyType};
 use super::issue::{self, CertInfo};
-use crate::store::{self, FileMode, Store};
+use crate::store::{self, Store};
 
 pub const MANIFEST: &str = "ca/manifest.json";
 pub const AUTHORITIES: &str = "ca/authorities";
@@ -394,16 +394,4 @@ pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError> {
         source,
     })?;
     Ok(())
-}
-
-/// Writes `bytes` to `path` atomically with mode 0600 or 0644 (state files).
-pub fn write_state(path: &Path, bytes: &[u8], private: bool) -> Result<(), CaError> {
-    if let Some(d) = path.parent() {
-        store::ensure_private_dir(d)?;
-    }
-    Ok(store::atomic_write(
-        path,
-        bytes,
-        if private { FileMode::PRIVATE } else { FileMode::PUBLIC },
-    )?)
 }

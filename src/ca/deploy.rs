@@ -223,11 +223,6 @@ fn write_generation(
     Ok(written)
 }
 
-/// Reads a deployed file through the target's symlinks (for checks and tests).
-pub fn read_visible(dir: &Path, rel: &str) -> std::io::Result<Vec<u8>> {
-    std::fs::read(dir.join(rel))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -87,36 +87,6 @@ pub fn create(
     Ok(())
 }
 
-/// Atomically replaces several files: temp files, one parallel fsync, renames, one
-/// parallel fsync of their folders.
-pub fn replace_many(items: &[(PathBuf, &[u8], u32)]) -> Result<(), CaError> {
-    let mut temps = Vec::new();
-    for (path, bytes, mode) in items {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|source| CaError::Io {
-            op: "create folder",
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        create(&tmp, bytes, *mode, None)?;
-        temps.push(tmp);
-    }
-    sync_all(&temps)?;
-    let mut dirs = Vec::new();
-    for ((path, _, _), tmp) in items.iter().zip(&temps) {
-        std::fs::rename(tmp, path).map_err(|source| CaError::Io {
-            op: "rename into place",
-            path: path.clone(),
-            source,
-        })?;
-        dirs.push(path.parent().unwrap_or(Path::new(".")).to_path_buf());
-    }
-    sync_all(&dirs)
-}
-
 /// Creates `dir` and missing parents with mode 0700 without waiting for the disk;
 /// returns the folders whose entries changed (to fsync with the next batch). An
 /// existing folder must be private.

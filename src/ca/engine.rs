@@ -8,7 +8,7 @@
 //! record what they did as [`Action`]s and in the audit log; one failed target or hook
 //! does not stop the others. With `dry_run`, nothing is signed or written.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Duration, Utc};
@@ -1891,17 +1891,4 @@ impl Human for Detail {
             }
         }
     }
-}
-
-/// The set of names a set of leaves would deploy to (for tests and checks).
-pub fn target_dirs(ca: &Ca<'_>) -> BTreeSet<PathBuf> {
-    let mut out = BTreeSet::new();
-    for rec in ca.index.leaves.values() {
-        if let Some(p) = ca.profiles.get(&rec.profile) {
-            for t in &p.targets {
-                out.insert(t.dir_for(&ca.deploy_root, &rec.spec));
-            }
-        }
-    }
-    out
 }
