@@ -1101,6 +1101,14 @@ impl<'a> Ca<'a> {
                     let a = self.adopt(created);
                     if fresh {
                         self.audit("ca-create", ca_object(&a), Outcome::Ok, Some("ca regenerate"))?;
+                    } else {
+                        // Made by an interrupted run, whose record may not have been written.
+                        self.audit(
+                            "ca-adopt",
+                            ca_object(&a),
+                            Outcome::Ok,
+                            Some("ca regenerate resumed with the authority an interrupted run created"),
+                        )?;
                     }
                     self.act(&t.new, "create-ca", "ca regenerate", ActionResult::Done);
                     self.authorities.insert(t.new.clone(), a);
