@@ -212,6 +212,14 @@ fn quick_start_builds_the_whole_pki_and_openssl_agrees() {
         assert_no_keys(&keys, "stdout", &r.stdout);
         assert_no_keys(&keys, "stderr", &r.stderr);
     }
+    // Also with every log line on (-vv) while every key is replaced.
+    let renew = env.run(&["-vv", "--format", "json", "ca", "renew", "--all", "--force"]);
+    renew.code(0);
+    let keys = key_lines(env.root());
+    assert_no_keys(&keys, "stdout of ca renew -vv", &renew.stdout);
+    assert_no_keys(&keys, "stderr of ca renew -vv", &renew.stderr);
+    let audit = std::fs::read_to_string(env.path("state/audit.jsonl")).unwrap();
+    assert_no_keys(&keys, "the audit log", &audit);
     // Audit records name certificates by serial and fingerprint.
     assert!(audit.contains("\"action\":\"issue\""), "{audit}");
     assert!(audit.contains("\"fingerprint\""), "{audit}");
