@@ -74,6 +74,16 @@ pub enum Outcome {
     Skipped,
 }
 
+/// An operation to record, before it is numbered and chained.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub action: String,
+    pub object: Object,
+    pub result: Outcome,
+    /// A human explanation (an error message). Never a value.
+    pub detail: Option<String>,
+}
+
 /// One line of the log.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -173,6 +183,20 @@ impl AuditLog {
         result: Outcome,
         detail: Option<&str>,
     ) -> Result<(), AuditError> {
+        self.append_batch(vec![Entry {
+            action: action.to_string(),
+            object,
+            result,
+            detail: detail.map(String::from),
+        }])
+    }
+
+    /// Appends several records (one per operation, each chained to the one before) with
+    /// one write and one fsync, for commands that do many operations at once.
+    pub fn append_batch(&self, entries: Vec<Entry>) -> Result<(), AuditError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
         if let Some(dir) = self.path.parent() {
             fs::create_dir_all(dir).map_err(self.err("create the folder of"))?;
         }
@@ -185,7 +209,7 @@ impl AuditLog {
             .map_err(self.err("open"))?;
         // Serializes appenders, including read-only commands that audit a reveal.
         file.lock().map_err(self.err("lock"))?;
-        let (seq, prev) = match last_line(&mut file).map_err(self.err("read"))? {
+        let (mut seq, mut prev) = match last_line(&mut file).map_err(self.err("read"))? {
             None => (1, GENESIS.to_string()),
             Some(line) => {
                 let last: Record = serde_json::from_str(&line).map_err(|e| AuditError::Broken {
@@ -198,31 +222,38 @@ impl AuditLog {
                 (last.seq + 1, crate::util::sha256_hex(line.as_bytes()))
             }
         };
-        let mut record = Record {
-            seq,
-            time: crate::util::fmt_time(crate::util::now()),
-            uid: crate::util::uid(),
-            pid: std::process::id(),
-            command: self.command.clone(),
-            action: action.to_string(),
-            object,
-            result,
-            detail: detail.map(String::from),
-            simulated_clock: crate::util::clock_overridden(),
-            prev,
-            hash: String::new(),
-        };
-        record.hash = record.content_hash();
-        let mut line = serde_json::to_string(&record).map_err(|e| AuditError::Broken {
-            path: self.path.clone(),
-            line: seq as usize,
-            detail: e.to_string(),
-        })?;
-        let line_hash = crate::util::sha256_hex(line.as_bytes());
-        line.push('\n');
-        file.write_all(line.as_bytes()).map_err(self.err("append to"))?;
+        let mut text = String::new();
+        let mut line_hash = String::new();
+        for e in entries {
+            let mut record = Record {
+                seq,
+                time: crate::util::fmt_time(crate::util::now()),
+                uid: crate::util::uid(),
+                pid: std::process::id(),
+                command: self.command.clone(),
+                action: e.action,
+                object: e.object,
+                result: e.result,
+                detail: e.detail,
+                simulated_clock: crate::util::clock_overridden(),
+                prev: prev.clone(),
+                hash: String::new(),
+            };
+            record.hash = record.content_hash();
+            let line = serde_json::to_string(&record).map_err(|e| AuditError::Broken {
+                path: self.path.clone(),
+                line: seq as usize,
+                detail: e.to_string(),
+            })?;
+            line_hash = crate::util::sha256_hex(line.as_bytes());
+            text.push_str(&line);
+            text.push('\n');
+            prev = line_hash.clone();
+            seq += 1;
+        }
+        file.write_all(text.as_bytes()).map_err(self.err("append to"))?;
         file.sync_data().map_err(self.err("fsync"))?;
-        let head = serde_json::to_vec(&Head { seq, hash: line_hash }).unwrap_or_default();
+        let head = serde_json::to_vec(&Head { seq: seq - 1, hash: line_hash }).unwrap_or_default();
         crate::store::atomic_write(&self.head_path(), &head, crate::store::FileMode::PRIVATE)
             .map_err(|e| AuditError::Io {
                 op: "write the head of",

@@ -91,6 +91,7 @@ pub fn run(name: &str, hook: &Hook, input: Input<'_>) -> Result<(), HookError> {
         buf
     });
     let deadline = Instant::now() + Duration::from_secs(hook.timeout_seconds);
+    let mut poll = Backoff(Duration::from_micros(200));
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
@@ -104,7 +105,8 @@ pub fn run(name: &str, hook: &Hook, input: Input<'_>) -> Result<(), HookError> {
                     seconds: hook.timeout_seconds,
                 });
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            // Most hooks finish within milliseconds: poll fast first, then back off.
+            Ok(None) => std::thread::sleep(poll.next()),
             Err(source) => {
                 return Err(HookError::Spawn {
                     name: name.to_string(),
@@ -133,6 +135,17 @@ pub fn run(name: &str, hook: &Hook, input: Input<'_>) -> Result<(), HookError> {
             status: status.to_string(),
             tail,
         })
+    }
+}
+
+/// Poll interval for a running hook: doubles from 200 µs up to 10 ms.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let d = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_millis(10));
+        d
     }
 }
 

@@ -212,6 +212,14 @@ fn quick_start_builds_the_whole_pki_and_openssl_agrees() {
         assert_no_keys(&keys, "stdout", &r.stdout);
         assert_no_keys(&keys, "stderr", &r.stderr);
     }
+    // Also with every log line on (-vv) while every key is replaced.
+    let renew = env.run(&["-vv", "--format", "json", "ca", "renew", "--all", "--force"]);
+    renew.code(0);
+    let keys = key_lines(env.root());
+    assert_no_keys(&keys, "stdout of ca renew -vv", &renew.stdout);
+    assert_no_keys(&keys, "stderr of ca renew -vv", &renew.stderr);
+    let audit = std::fs::read_to_string(env.path("state/audit.jsonl")).unwrap();
+    assert_no_keys(&keys, "the audit log", &audit);
     // Audit records name certificates by serial and fingerprint.
     assert!(audit.contains("\"action\":\"issue\""), "{audit}");
     assert!(audit.contains("\"fingerprint\""), "{audit}");
@@ -267,6 +275,13 @@ fn run_renews_after_two_thirds_and_refreshes_the_crl() {
     assert!(r.stdout.contains("renew"), "{}", r.stdout);
     let new = leaf_json(&env, "postgres-server");
     assert_ne!(new["certificate"]["serial"], serial);
+    // The superseded key is gone from the state; only the current one is kept.
+    let files: Vec<_> = std::fs::read_dir(env.path("state/ca/leaves"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("postgres-server."))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
     let audit = std::fs::read_to_string(env.path("state/audit.jsonl")).unwrap();
     assert!(audit.contains("\"simulated_clock\":true"), "{audit}");
     // At 364 days, the CA's own certificate is still fine but a leaf renewed at 250 is not due.
@@ -465,7 +480,7 @@ fn ca_init_refuses_an_existing_ca_and_insecure_keys_are_refused() {
     // So is a leaf key file.
     let serial =
         leaf_json(&env, "minio-server")["certificate"]["serial"].as_str().unwrap().to_string();
-    let leaf = env.path(&format!("state/ca/leaves/minio-server/{serial}.pem"));
+    let leaf = env.path(&format!("state/ca/leaves/minio-server.{serial}.pem"));
     std::fs::set_permissions(&leaf, std::fs::Permissions::from_mode(0o640)).unwrap();
     let r = env.run(&["ca", "show", "minio-server"]);
     r.code(2);
@@ -575,4 +590,44 @@ fn two_tier_root_can_be_encrypted_to_dr_recipients() {
     let plain = age::decrypt(&identity, &bytes).unwrap();
     assert!(String::from_utf8(plain).unwrap().contains("PRIVATE KEY"));
     let _: Run = env.run(&["run"]);
+}
+
+#[test]
+fn a_configured_chown_that_is_impossible_is_an_error() {
+    let env = Env::init();
+    let cfg =
+        std::fs::read_to_string(env.config()).unwrap().replace("chown = false", "chown = true");
+    std::fs::write(env.config(), cfg).unwrap();
+    // minio-server's target names owner 0 (root), which an unprivileged user cannot give.
+    let root = nix::unistd::getuid().is_root();
+    let out = if root {
+        require_tool("runuser", "apt-get install -y util-linux");
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().expect("user nobody");
+        for f in tree(env.root()).into_iter().chain([env.root().to_path_buf()]) {
+            std::os::unix::fs::lchown(&f, Some(nobody.uid.as_raw()), Some(nobody.gid.as_raw()))
+                .unwrap();
+        }
+        Command::new("runuser")
+            .args(["-u", "nobody", "--"])
+            .arg(common::keyward_bin())
+            .arg("-c")
+            .arg(env.config())
+            .arg("run")
+            .output()
+            .unwrap()
+    } else {
+        Command::new(common::keyward_bin()).arg("-c").arg(env.config()).arg("run").output().unwrap()
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("cannot give") && stdout.contains("owner"), "{stdout}");
+    // Nothing half-deployed: the target has no visible files.
+    assert!(!env.path("deploy/minio/certs/private.key").exists());
+    let audit = std::fs::read_to_string(env.path("state/audit.jsonl")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"action\":\"deploy\"") && l.contains("\"result\":\"failed\"")),
+        "{audit}"
+    );
 }

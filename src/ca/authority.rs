@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::CaError;
 use super::config::{CaConfig, KeyType};
 use super::issue::{self, CertInfo};
-use crate::store::{self, FileMode, Store};
+use crate::store::{self, Store};
 
 pub const MANIFEST: &str = "ca/manifest.json";
 pub const AUTHORITIES: &str = "ca/authorities";
@@ -198,8 +198,9 @@ pub enum RootKeyTo<'a> {
     Passphrase(&'a crate::secret::SecretString),
 }
 
-/// Creates authority `id` in the state store. Writes the folder under a temporary
-/// name and renames it into place; an existing complete authority is left alone.
+/// Creates authority `id`: writes its folder under a temporary name, which the caller
+/// fsyncs and renames into place at its next commit point, so the folder exists whole
+/// or not at all. An existing complete authority is returned as it is.
 pub fn create(
     store: &Store,
     cfg: &CaConfig,
@@ -207,12 +208,12 @@ pub fn create(
     plan: &CreatePlan,
     root_to: Option<RootKeyTo<'_>>,
     now: DateTime<Utc>,
-) -> Result<Authority, CaError> {
+) -> Result<Created, CaError> {
     if exists(store, id) {
-        return load(store, id);
+        return Ok(Created { authority: load(store, id)?, key: None, pending: None });
     }
     let base = store.path(AUTHORITIES);
-    store::ensure_private_dir(&base)?;
+    let mut new_dirs = super::durable::mkdir_private(&base)?;
     let tmp = base.join(format!(".{id}.tmp"));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|source| CaError::Io {
@@ -221,11 +222,12 @@ pub fn create(
             source,
         })?;
     }
-    store::ensure_private_dir(&tmp)?;
+    new_dirs.extend(super::durable::mkdir_private(&tmp)?);
     let tag = id.rsplit('-').next().unwrap_or(id);
     let key = issue::generate_key(plan.key_type)?;
     let what = format!("CA {id}");
     let sign_err = |e: rcgen::Error| CaError::Sign { what: what.clone(), message: e.to_string() };
+    let mut root_pems = None;
     let (cert_pem, root, protection) = if plan.two_tier {
         let root_key = issue::generate_key(plan.key_type)?;
         let root_params = issue::ca_params(
@@ -263,6 +265,7 @@ pub fn create(
         write_new(&tmp.join("root.key.age"), armored.as_bytes(), 0o600)?;
         write_new(&tmp.join("root.crt"), root_cert.pem().as_bytes(), 0o644)?;
         write_new(&tmp.join("root.crl"), root_crl.as_bytes(), 0o644)?;
+        root_pems = Some((root_cert.pem(), root_crl));
         (inter.pem(), Some(root_info), Some(protection))
     } else {
         let cert = issue::ca_params(
@@ -297,16 +300,40 @@ pub fn create(
     })?;
     json.push(b'\n');
     write_new(&tmp.join("authority.json"), &json, 0o600)?;
-    store::fsync_dir(&tmp)?;
-    super::fault("authority-written");
+    let mut to_sync: Vec<PathBuf> =
+        ["ca.key", "ca.crt", "authority.json", "root.key.age", "root.crt", "root.crl"]
+            .iter()
+            .map(|n| tmp.join(n))
+            .filter(|p| p.exists())
+            .collect();
+    to_sync.push(tmp.clone());
+    to_sync.extend(new_dirs);
     let dest = dir_of(store, id);
-    std::fs::rename(&tmp, &dest).map_err(|source| CaError::Io {
-        op: "rename into place",
-        path: dest.clone(),
-        source,
-    })?;
-    store::fsync_dir(&base)?;
-    load(store, id)
+    let (root_pem, root_crl_pem) = match root_pems {
+        Some((c, l)) => (Some(c), Some(l)),
+        None => (None, None),
+    };
+    Ok(Created {
+        authority: Authority { meta, dir: dest.clone(), cert_pem, root_pem, root_crl_pem },
+        key: Some(key.pair),
+        pending: Some(PendingDir { tmp, dest, to_sync }),
+    })
+}
+
+/// A new authority, written under a temporary name.
+pub struct Created {
+    pub authority: Authority,
+    /// The signing key of a new authority (so it need not be read back).
+    pub key: Option<rcgen::KeyPair>,
+    /// The folder to fsync (`to_sync`) and rename from `tmp` to `dest` at the next
+    /// commit point; `None` when the authority existed already.
+    pub pending: Option<PendingDir>,
+}
+
+pub struct PendingDir {
+    pub tmp: PathBuf,
+    pub dest: PathBuf,
+    pub to_sync: Vec<PathBuf>,
 }
 
 fn encrypt_root_key(
@@ -367,16 +394,4 @@ pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError> {
         source,
     })?;
     Ok(())
-}
-
-/// Writes `bytes` to `path` atomically with mode 0600 or 0644 (state files).
-pub fn write_state(path: &Path, bytes: &[u8], private: bool) -> Result<(), CaError> {
-    if let Some(d) = path.parent() {
-        store::ensure_private_dir(d)?;
-    }
-    Ok(store::atomic_write(
-        path,
-        bytes,
-        if private { FileMode::PRIVATE } else { FileMode::PUBLIC },
-    )?)
 }

@@ -8,8 +8,7 @@
 //! new set. Old generations are removed after the swap. Key files get the target's
 //! owner, group and mode before they are visible. This module never logs file contents.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::CaError;
@@ -103,32 +102,56 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Ca
     move |source| CaError::Io { op, path: path.to_path_buf(), source }
 }
 
-/// Deploys `files` to `dir` as one set; returns the generation now shown.
-pub fn deploy(dir: &Path, files: &[File], own: Ownership) -> Result<String, CaError> {
+/// A target whose new generation is written but not yet shown.
+pub struct Prepared {
+    pub dir: PathBuf,
+    pub generation: String,
+    /// False when `..data` already shows this generation.
+    fresh: bool,
+    /// Files and folders to fsync before the swap.
+    pub to_sync: Vec<PathBuf>,
+    visible: Vec<&'static str>,
+}
+
+/// Writes the generation folder of `files` in `dir` (not yet fsynced, not yet shown).
+pub fn prepare(dir: &Path, files: &[File], own: Ownership) -> Result<Prepared, CaError> {
     let gen_name = generation_of(files, own);
     std::fs::create_dir_all(dir).map_err(io("create folder", dir))?;
     let gen_dir = dir.join(&gen_name);
-    let shown = current_generation(dir);
-    if shown.as_deref() != Some(gen_name.as_str()) {
+    let fresh = current_generation(dir).as_deref() != Some(gen_name.as_str());
+    let mut to_sync = Vec::new();
+    if fresh {
         if gen_dir.exists() {
             // A leftover of an interrupted deploy: never trust a half-written folder.
             std::fs::remove_dir_all(&gen_dir).map_err(io("remove", &gen_dir))?;
         }
-        write_generation(&gen_dir, files, own)?;
-        super::fault("deploy-generation-written");
-        let tmp = dir.join("..data_tmp");
-        let _ = std::fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(&gen_name, &tmp).map_err(io("create a symlink in", dir))?;
-        std::fs::rename(&tmp, dir.join(DATA)).map_err(io("swap ..data in", dir))?;
-        crate::store::fsync_dir(dir)?;
-        super::fault("deploy-data-swapped");
+        match write_generation(&gen_dir, files, own) {
+            Ok(paths) => to_sync = paths,
+            Err(e) => {
+                // Never leave a half-written generation behind.
+                let _ = std::fs::remove_dir_all(&gen_dir);
+                return Err(e);
+            }
+        }
     }
-    // The visible names, each a symlink through ..data.
-    let mut visible: Vec<&str> =
+    let mut visible: Vec<&'static str> =
         files.iter().map(|f| f.rel.split('/').next().unwrap_or(f.rel)).collect();
     visible.dedup();
-    let mut changed_links = false;
-    for name in &visible {
+    Ok(Prepared { dir: dir.to_path_buf(), generation: gen_name, fresh, to_sync, visible })
+}
+
+/// Shows a prepared (and fsynced) generation: swaps `..data` with rename(2), then makes
+/// sure every visible name is a symlink through it.
+pub fn commit(p: &Prepared) -> Result<(), CaError> {
+    let dir = &p.dir;
+    if p.fresh {
+        let tmp = dir.join("..data_tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&p.generation, &tmp).map_err(io("create a symlink in", dir))?;
+        std::fs::rename(&tmp, dir.join(DATA)).map_err(io("swap ..data in", dir))?;
+        super::fault("deploy-data-swapped");
+    }
+    for name in &p.visible {
         let link = dir.join(name);
         let want = PathBuf::from(DATA).join(name);
         if std::fs::read_link(&link).ok().as_deref() == Some(want.as_path()) {
@@ -142,68 +165,62 @@ pub fn deploy(dir: &Path, files: &[File], own: Ownership) -> Result<String, CaEr
             std::fs::remove_dir_all(&link).map_err(io("remove", &link))?;
         }
         std::fs::rename(&tmp, &link).map_err(io("rename into place", &link))?;
-        changed_links = true;
-    }
-    if changed_links {
-        crate::store::fsync_dir(dir)?;
-    }
-    // Older generations are no longer reachable.
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n.starts_with(GEN_PREFIX) && n != gen_name {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-    }
-    Ok(gen_name)
-}
-
-fn write_generation(gen_dir: &Path, files: &[File], own: Ownership) -> Result<(), CaError> {
-    std::fs::DirBuilder::new().mode(0o755).create(gen_dir).map_err(io("create folder", gen_dir))?;
-    std::fs::set_permissions(gen_dir, std::fs::Permissions::from_mode(0o755))
-        .map_err(io("set the mode of", gen_dir))?;
-    let mut dirs = vec![gen_dir.to_path_buf()];
-    for f in files {
-        let path = gen_dir.join(f.rel);
-        if let Some(parent) = path.parent() {
-            if !parent.exists() {
-                std::fs::DirBuilder::new()
-                    .mode(0o755)
-                    .create(parent)
-                    .map_err(io("create folder", parent))?;
-                std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))
-                    .map_err(io("set the mode of", parent))?;
-                dirs.push(parent.to_path_buf());
-            }
-        }
-        let mode = if f.key { own.key_mode } else { 0o644 };
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io("create", &path))?;
-        file.write_all(f.bytes.expose()).map_err(io("write", &path))?;
-        if own.uid.is_some() || own.gid.is_some() {
-            std::os::unix::fs::fchown(&file, own.uid, own.gid).map_err(|source| {
-                CaError::Chown { path: path.clone(), uid: own.uid, gid: own.gid, source }
-            })?;
-        }
-        // Group and other bits only once owner and group are final.
-        file.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(io("set the mode of", &path))?;
-        file.sync_all().map_err(io("fsync", &path))?;
-    }
-    for d in dirs.iter().rev() {
-        crate::store::fsync_dir(d)?;
     }
     Ok(())
 }
 
-/// Reads a deployed file through the target's symlinks (for checks and tests).
-pub fn read_visible(dir: &Path, rel: &str) -> std::io::Result<Vec<u8>> {
-    std::fs::read(dir.join(rel))
+/// Removes the generations that `..data` no longer shows.
+pub fn cleanup(p: &Prepared) {
+    if let Ok(rd) = std::fs::read_dir(&p.dir) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with(GEN_PREFIX) && n != p.generation {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+/// Deploys `files` to `dir` as one set; returns the generation now shown.
+pub fn deploy(dir: &Path, files: &[File], own: Ownership) -> Result<String, CaError> {
+    let p = prepare(dir, files, own)?;
+    super::durable::sync_all(&p.to_sync)?;
+    commit(&p)?;
+    crate::store::fsync_dir(dir)?;
+    cleanup(&p);
+    Ok(p.generation)
+}
+
+fn write_generation(
+    gen_dir: &Path,
+    files: &[File],
+    own: Ownership,
+) -> Result<Vec<PathBuf>, CaError> {
+    std::fs::DirBuilder::new().mode(0o755).create(gen_dir).map_err(io("create folder", gen_dir))?;
+    std::fs::set_permissions(gen_dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(io("set the mode of", gen_dir))?;
+    let mut written = vec![gen_dir.to_path_buf()];
+    for f in files {
+        let path = gen_dir.join(f.rel);
+        if let Some(parent) = path.parent()
+            && !parent.exists()
+        {
+            std::fs::DirBuilder::new()
+                .mode(0o755)
+                .create(parent)
+                .map_err(io("create folder", parent))?;
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))
+                .map_err(io("set the mode of", parent))?;
+            written.push(parent.to_path_buf());
+        }
+        let mode = if f.key { own.key_mode } else { 0o644 };
+        super::durable::create(&path, f.bytes.expose(), mode, Some((own.uid, own.gid)))?;
+        written.push(path);
+    }
+    if let Some(parent) = gen_dir.parent() {
+        written.push(parent.to_path_buf());
+    }
+    Ok(written)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! record what they did as [`Action`]s and in the audit log; one failed target or hook
 //! does not stop the others. With `dry_run`, nothing is signed or written.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Duration, Utc};
@@ -25,9 +25,36 @@ use super::profile::{self, LeafSpec, Profiles, Usage};
 use crate::audit::{Object, Outcome};
 use crate::output::{Human, Table};
 use crate::run::{Action, ActionResult};
-use crate::secret::SecretString;
+use crate::secret::{SecretBytes, SecretString};
 use crate::status::{Health, Item};
 use crate::{Context, Exit};
+
+/// A target to bring up to date.
+struct Planned {
+    name: String,
+    dir_key: String,
+    key: String,
+    previous: TargetState,
+    reload: Option<String>,
+    cert: CertInfo,
+    why: String,
+}
+
+/// A target with a new generation written, waiting for the commit point.
+struct Job {
+    p: Planned,
+    prepared: deploy::Prepared,
+}
+
+fn to_json<T: Serialize>(v: &T, path: &std::path::Path) -> Result<Vec<u8>, CaError> {
+    let mut b = serde_json::to_vec_pretty(v)
+        .map_err(|e| CaError::Corrupt { path: path.to_path_buf(), detail: e.to_string() })?;
+    b.push(b'\n');
+    Ok(b)
+}
+
+/// A leaf to (re)issue: profile, spec, ad hoc, extra SANs, why, audit action.
+type Work = (String, LeafSpec, bool, Vec<String>, String, &'static str);
 
 /// The CA opened on a context.
 pub struct Ca<'a> {
@@ -43,7 +70,38 @@ pub struct Ca<'a> {
     dry_run: bool,
     now: DateTime<Utc>,
     index_dirty: bool,
+    /// Files written but not yet fsynced; synced before the index points at them.
+    unsynced: Vec<PathBuf>,
+    /// Audit records of operations done, appended at the next commit point.
+    audit_buf: Vec<crate::audit::Entry>,
+    /// State files replaced at the next commit point (CRLs, revocations).
+    staged: Vec<(PathBuf, Vec<u8>, u32)>,
+    /// Folders whose entries changed, fsynced at the next commit point.
+    dirs_to_sync: Vec<PathBuf>,
+    /// The manifest changed and is written at the next commit point.
+    manifest_dirty: bool,
+    /// CRLs signed in this process, by authority.
+    crl_cache: BTreeMap<String, String>,
+    /// Leaves issued since the last commit point (name, serial): their older files go
+    /// once the index points at the new ones.
+    issued: Vec<(String, String)>,
+    /// New authority folders to rename into place at the next commit point.
+    dir_renames: Vec<(PathBuf, PathBuf)>,
+    /// Leaf files to write at the next commit point (before its fsync round).
+    leaf_files: Vec<inventory::LeafFile>,
+    /// Leaves issued in this process: (serial, material), so deploys need not read
+    /// back what was just signed.
+    leaf_cache: BTreeMap<String, (String, inventory::LeafMaterial)>,
     pub actions: Vec<Action>,
+}
+
+impl Drop for Ca<'_> {
+    fn drop(&mut self) {
+        // Commit points flush the audit records; this only catches an early return.
+        if let Err(e) = self.flush_audit() {
+            crate::warn!("cannot write the audit log: {e}");
+        }
+    }
 }
 
 /// `ca issue PROFILE [--name NAME] [--san …]`.
@@ -120,6 +178,16 @@ impl<'a> Ca<'a> {
             dry_run,
             now: ctx.now,
             index_dirty: false,
+            unsynced: Vec::new(),
+            audit_buf: Vec::new(),
+            staged: Vec::new(),
+            dirs_to_sync: Vec::new(),
+            manifest_dirty: false,
+            crl_cache: BTreeMap::new(),
+            issued: Vec::new(),
+            dir_renames: Vec::new(),
+            leaf_files: Vec::new(),
+            leaf_cache: BTreeMap::new(),
             actions: Vec::new(),
         };
         for id in ca.manifest.trusted() {
@@ -162,14 +230,32 @@ impl<'a> Ca<'a> {
         Ok(r)
     }
 
+    /// Records an operation; written to the audit log at the next commit point.
     fn audit(
-        &self,
+        &mut self,
         action: &str,
         object: Object,
         outcome: Outcome,
         detail: Option<&str>,
     ) -> Result<(), CaError> {
-        Ok(self.ctx.audit.append(action, object, outcome, detail)?)
+        self.audit_buf.push(crate::audit::Entry {
+            action: action.to_string(),
+            object,
+            result: outcome,
+            detail: detail.map(String::from),
+        });
+        Ok(())
+    }
+
+    fn flush_audit(&mut self) -> Result<(), CaError> {
+        let entries = std::mem::take(&mut self.audit_buf);
+        Ok(self.ctx.audit.append_batch(entries)?)
+    }
+
+    /// Makes the manifest durable, after the audit records of what led to it.
+    fn write_manifest(&mut self) -> Result<(), CaError> {
+        self.flush_audit()?;
+        authority::write_manifest(&self.ctx.store, &self.manifest)
     }
 
     fn act(&mut self, object: &str, action: &str, reason: &str, result: ActionResult) {
@@ -185,15 +271,152 @@ impl<'a> Ca<'a> {
     pub fn fail(&mut self, object: &str, action: &str, reason: &str, e: &CaError) {
         let msg = e.to_string();
         crate::warn!("{action} {object}: {msg}");
-        let _ = self.audit(action, Object::new("ca-object", object), Outcome::Failed, Some(&msg));
+        let _ = self.audit(action, Object::new("ca", object), Outcome::Failed, Some(&msg));
         self.act(object, action, reason, ActionResult::Failed { error: msg });
     }
 
+    /// A commit point with no deployment.
     fn save_index(&mut self) -> Result<(), CaError> {
-        if self.index_dirty && !self.dry_run {
-            inventory::save(&self.ctx.store, &self.index)?;
-            self.index_dirty = false;
+        self.commit(Vec::new(), None)
+    }
+
+    /// The commit point: (1) every file written since the last one (leaf files, new
+    /// target generations) is fsynced, in parallel; (2) the targets are swapped to
+    /// their new generations; (3) the audit records are appended; (4) the state files
+    /// (CRLs, revocations, manifest, index) are written as temp files, fsynced and
+    /// renamed; (5) the changed folders are fsynced. `advance` replaces the manifest
+    /// only when nothing failed since `failed_before` actions.
+    fn commit(
+        &mut self,
+        jobs: Vec<Job>,
+        advance: Option<(usize, Manifest)>,
+    ) -> Result<(), CaError> {
+        if self.dry_run {
+            return Ok(());
         }
+        inventory::write_leaf_files(&std::mem::take(&mut self.leaf_files))?;
+        let mut round1 = std::mem::take(&mut self.unsynced);
+        round1.extend(jobs.iter().flat_map(|j| j.prepared.to_sync.iter().cloned()));
+        super::durable::sync_all(&round1)?;
+        let mut dirs = std::mem::take(&mut self.dirs_to_sync);
+        // New authorities first: everything below may refer to them.
+        for (tmp, dest) in std::mem::take(&mut self.dir_renames) {
+            super::fault("authority-written");
+            std::fs::rename(&tmp, &dest).map_err(|source| CaError::Io {
+                op: "rename into place",
+                path: dest.clone(),
+                source,
+            })?;
+            if let Some(p) = dest.parent() {
+                dirs.push(p.to_path_buf());
+            }
+        }
+        let mut shown = Vec::new();
+        // Each target swaps on its own; they are independent of one another.
+        let results = super::durable::parallel(&jobs, |job| {
+            super::fault("deploy-generation-written");
+            deploy::commit(&job.prepared)
+        });
+        for (job, result) in jobs.into_iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    let generation = job.prepared.generation.clone();
+                    let changed = generation != job.p.previous.generation;
+                    let pending = if changed {
+                        job.p.reload.clone()
+                    } else {
+                        job.p.previous.reload_pending.clone()
+                    };
+                    if let Some(r) = self.index.leaves.get_mut(&job.p.name) {
+                        r.targets.insert(
+                            job.p.dir_key.clone(),
+                            TargetState {
+                                key: job.p.key.clone(),
+                                generation,
+                                reload_pending: pending,
+                            },
+                        );
+                    }
+                    self.index_dirty = true;
+                    if changed {
+                        self.audit(
+                            "deploy",
+                            cert_object(&job.p.name, &job.p.cert),
+                            Outcome::Ok,
+                            Some(&job.p.dir_key),
+                        )?;
+                        self.act(&job.p.dir_key, "deploy", &job.p.why, ActionResult::Done);
+                    }
+                    dirs.push(job.prepared.dir.clone());
+                    shown.push(job.prepared);
+                }
+                Err(e) => {
+                    self.deploy_failed(&job.p.name, &job.p.cert, &job.p.dir_key, &job.p.why, &e)
+                }
+            }
+        }
+        if let Some((failed_before, m)) = advance {
+            let failed_now = self
+                .actions
+                .iter()
+                .filter(|a| matches!(a.result, ActionResult::Failed { .. }))
+                .count();
+            if failed_now == failed_before {
+                self.manifest = m;
+                self.manifest_dirty = true;
+            }
+        }
+        let mut files = std::mem::take(&mut self.staged);
+        if self.manifest_dirty {
+            let path = self.ctx.store.path(authority::MANIFEST);
+            files.push((path.clone(), to_json(&self.manifest, &path)?, 0o600));
+        }
+        if self.index_dirty {
+            let path = self.ctx.store.path(inventory::INDEX);
+            files.push((path.clone(), to_json(&self.index, &path)?, 0o600));
+        }
+        // The audit records are appended while the state files are written; both are
+        // durable before any state file is renamed into place.
+        let entries = std::mem::take(&mut self.audit_buf);
+        let audit = &self.ctx.audit;
+        let (audited, temps) = std::thread::scope(|sc| {
+            let a = sc.spawn(move || audit.append_batch(entries));
+            let t = (|| -> Result<Vec<PathBuf>, CaError> {
+                let mut temps = Vec::new();
+                for (path, bytes, mode) in &files {
+                    if let Some(parent) = path.parent() {
+                        dirs.extend(super::durable::mkdir_private(parent)?);
+                        dirs.push(parent.to_path_buf());
+                    }
+                    let tmp = super::durable::temp_beside(path);
+                    let _ = std::fs::remove_file(&tmp);
+                    super::durable::create(&tmp, bytes, *mode, None)?;
+                    temps.push(tmp);
+                }
+                super::durable::sync_all(&temps)?;
+                Ok(temps)
+            })();
+            (a.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), t)
+        });
+        audited?;
+        let temps = temps?;
+        for ((path, _, _), tmp) in files.iter().zip(&temps) {
+            std::fs::rename(tmp, path).map_err(|source| CaError::Io {
+                op: "rename into place",
+                path: path.clone(),
+                source,
+            })?;
+        }
+        self.manifest_dirty = false;
+        self.index_dirty = false;
+        super::durable::sync_all(&dirs)?;
+        // Superseded keys are not kept once the index points at their successors.
+        for (name, serial) in std::mem::take(&mut self.issued) {
+            if self.index.leaves.get(&name).is_some_and(|r| r.cert.serial == serial) {
+                inventory::prune_leaf_files(&self.ctx.store, &name, &serial);
+            }
+        }
+        super::durable::parallel(&shown, deploy::cleanup);
         Ok(())
     }
 
@@ -211,6 +434,21 @@ impl<'a> Ca<'a> {
     }
 
     // ----- the CA itself -------------------------------------------------------
+
+    /// Takes a created authority into this operation: its folder is committed at the
+    /// next commit point, its key stays in memory.
+    fn adopt(&mut self, c: authority::Created) -> Authority {
+        let id = c.authority.meta.id.clone();
+        if let Some(p) = c.pending {
+            self.unsynced.extend(p.to_sync);
+            self.dir_renames.push((p.tmp, p.dest));
+        }
+        if let Some(k) = c.key {
+            self.signer = Some((id.clone(), k));
+        }
+        self.authorities.insert(id, c.authority.clone());
+        c.authority
+    }
 
     fn root_to(
         &self,
@@ -256,7 +494,8 @@ impl<'a> Ca<'a> {
             passphrase: passphrase.is_some(),
         };
         let root_to = self.root_to(&plan, passphrase)?;
-        self.create_first(plan, root_to, "ca init")
+        self.create_first(plan, root_to, "ca init")?;
+        self.save_index()
     }
 
     fn create_first(
@@ -270,8 +509,8 @@ impl<'a> Ca<'a> {
             self.act(&id, "create-ca", why, ActionResult::Planned);
             return Ok(());
         }
-        let a = authority::create(&self.ctx.store, self.cfg, &id, &plan, root_to, self.now)?;
-        self.authorities.insert(id.clone(), a.clone());
+        let created = authority::create(&self.ctx.store, self.cfg, &id, &plan, root_to, self.now)?;
+        let a = self.adopt(created);
         self.audit(
             "ca-create",
             ca_object(&a),
@@ -283,8 +522,9 @@ impl<'a> Ca<'a> {
             )),
         )?;
         self.manifest.current = Some(id.clone());
-        authority::write_manifest(&self.ctx.store, &self.manifest)?;
+        self.manifest_dirty = true;
         self.act(&id, "create-ca", why, ActionResult::Done);
+        // Both become durable at the next commit point; until then the CA is unused.
         self.refresh_crl(&id, "first CRL")?;
         Ok(())
     }
@@ -314,8 +554,16 @@ impl<'a> Ca<'a> {
         )?;
         revs.this_update = Some(self.now);
         revs.next_update = Some(next);
-        authority::write_state(&self.crl_path(id), pem.as_bytes(), false)?;
-        self.ctx.store.write_json(Self::revs_rel(id), &revs)?;
+        let mut json = serde_json::to_vec_pretty(&revs).map_err(|e| CaError::Corrupt {
+            path: self.ctx.store.path(Self::revs_rel(id)),
+            detail: e.to_string(),
+        })?;
+        json.push(b'\n');
+        let crl_path = self.crl_path(id);
+        let revs_path = self.ctx.store.path(Self::revs_rel(id));
+        self.staged.push((crl_path, pem.clone().into_bytes(), 0o644));
+        self.staged.push((revs_path, json, 0o600));
+        self.crl_cache.insert(id.to_string(), pem);
         self.revocations.insert(id.to_string(), revs.clone());
         self.audit("crl-sign", Object::new("crl", id).version(revs.crl_number), Outcome::Ok, None)?;
         self.act(&format!("crl {id}"), "refresh-crl", why, ActionResult::Done);
@@ -334,10 +582,14 @@ impl<'a> Ca<'a> {
         let mut s = String::new();
         for id in self.manifest.trusted() {
             let a = self.authority(&id)?;
-            let path = self.crl_path(&id);
-            match std::fs::read_to_string(&path) {
-                Ok(t) => s.push_str(&t),
-                Err(source) => return Err(CaError::Io { op: "read", path, source }),
+            if let Some(c) = self.crl_cache.get(&id) {
+                s.push_str(c);
+            } else {
+                let path = self.crl_path(&id);
+                match std::fs::read_to_string(&path) {
+                    Ok(t) => s.push_str(&t),
+                    Err(source) => return Err(CaError::Io { op: "read", path, source }),
+                }
             }
             if let Some(r) = &a.root_crl_pem {
                 s.push_str(r);
@@ -393,7 +645,28 @@ impl<'a> Ca<'a> {
             .map_err(|e| CaError::Sign { what: format!("leaf {name}"), message: e.to_string() })?;
         let info = issue::inspect(cert.der())
             .map_err(|d| CaError::Sign { what: format!("leaf {name}"), message: d })?;
-        inventory::write_leaf(&self.ctx.store, &name, &info.serial, &cert.pem(), key.pem.expose())?;
+        let cert_pem = cert.pem();
+        let (file, dirs) = inventory::leaf_file_for(
+            &self.ctx.store,
+            &name,
+            &info.serial,
+            &cert_pem,
+            key.pem.expose(),
+        )?;
+        self.unsynced.push(file.path.clone());
+        self.dirs_to_sync.extend(dirs);
+        self.leaf_files.push(file);
+        self.leaf_cache.insert(
+            name.clone(),
+            (
+                info.serial.clone(),
+                inventory::LeafMaterial {
+                    cert_pem,
+                    key_pem: SecretBytes::from_slice(key.pem.expose().as_bytes()),
+                },
+            ),
+        );
+        self.issued.push((name.clone(), info.serial.clone()));
         let old = self.index.leaves.remove(&name);
         let mut history = Vec::new();
         let mut targets = BTreeMap::new();
@@ -467,7 +740,7 @@ impl<'a> Ca<'a> {
 
     /// Issues every declared leaf that is missing and renews every due one.
     fn renew_due(&mut self) -> Result<(), CaError> {
-        let mut work: Vec<(String, LeafSpec, bool, Vec<String>, String, &'static str)> = Vec::new();
+        let mut work: Vec<Work> = Vec::new();
         for (p, spec) in self.profiles.declared() {
             if let Some(why) = self.due_reason(&spec.name, &p.name, Some(spec)) {
                 let (extra, action) = match self.index.leaves.get(&spec.name) {
@@ -505,7 +778,8 @@ impl<'a> Ca<'a> {
                 self.fail(&name, action, &why, &e);
             }
         }
-        self.save_index()
+        // Committed by the deploy that follows (files synced, audit, index).
+        Ok(())
     }
 
     // ----- deployment ----------------------------------------------------------
@@ -530,12 +804,21 @@ impl<'a> Ca<'a> {
     }
 
     /// Brings every target of every leaf up to date, then runs the reload hooks of the
-    /// targets that changed (each hook once).
+    /// targets that changed (each hook once). All new generations are written, then
+    /// fsynced together, then shown one target at a time.
     fn deploy_all(&mut self) -> Result<(), CaError> {
+        self.deploy_all_then(None)
+    }
+
+    /// [`Ca::deploy_all`], and `advance` becomes the manifest if nothing failed.
+    fn deploy_all_then(&mut self, advance: Option<Manifest>) -> Result<(), CaError> {
+        let failed_before =
+            self.actions.iter().filter(|a| matches!(a.result, ActionResult::Failed { .. })).count();
         let names: Vec<String> = self.index.leaves.keys().cloned().collect();
         let mut bundle: Option<String> = None;
         let mut crls: Option<String> = None;
         let mut chain: BTreeMap<String, String> = BTreeMap::new();
+        let mut planned: Vec<(Planned, PathBuf, Vec<deploy::File>, Ownership)> = Vec::new();
         for name in names {
             let Some(rec) = self.index.leaves.get(&name).cloned() else { continue };
             let Some(profile) = self.profiles.get(&rec.profile).cloned() else { continue };
@@ -551,16 +834,12 @@ impl<'a> Ca<'a> {
                 {
                     continue;
                 }
+                let why = format!("{name} ({})", t.layout.as_str());
                 if self.dry_run {
-                    self.act(
-                        &dir_key,
-                        "deploy",
-                        &format!("{name} ({})", t.layout.as_str()),
-                        ActionResult::Planned,
-                    );
+                    self.act(&dir_key, "deploy", &why, ActionResult::Planned);
                     continue;
                 }
-                let result = (|| -> Result<String, CaError> {
+                let files = (|| -> Result<Vec<deploy::File>, CaError> {
                     if bundle.is_none() {
                         bundle = Some(self.bundle()?);
                         crls = Some(self.crls()?);
@@ -569,7 +848,15 @@ impl<'a> Ca<'a> {
                         let a = self.authority(&rec.issuer)?;
                         chain.insert(rec.issuer.clone(), a.chain_pem().to_string());
                     }
-                    let m = inventory::read_leaf(&self.ctx.store, &name, &rec.cert.serial)?;
+                    let m = match self.leaf_cache.get(&name) {
+                        Some((serial, m)) if *serial == rec.cert.serial => {
+                            inventory::LeafMaterial {
+                                cert_pem: m.cert_pem.clone(),
+                                key_pem: m.key_pem.clone(),
+                            }
+                        }
+                        _ => inventory::read_leaf(&self.ctx.store, &name, &rec.cert.serial)?,
+                    };
                     let material = deploy::Material {
                         cert: &m.cert_pem,
                         key: &m.key_pem,
@@ -577,51 +864,59 @@ impl<'a> Ca<'a> {
                         bundle: bundle.as_deref().unwrap_or_default(),
                         crl: crls.as_deref().unwrap_or_default(),
                     };
-                    let files = deploy::files(t.layout, &material);
-                    deploy::deploy(&dir, &files, own)
+                    Ok(deploy::files(t.layout, &material))
                 })();
-                let why = format!("{name} ({})", t.layout.as_str());
-                match result {
-                    Ok(generation) => {
-                        let changed = generation != state.generation;
-                        let pending =
-                            if changed { t.reload.clone() } else { state.reload_pending.clone() };
-                        if let Some(r) = self.index.leaves.get_mut(&name) {
-                            r.targets.insert(
-                                dir_key.clone(),
-                                TargetState { key, generation, reload_pending: pending },
-                            );
-                        }
-                        self.index_dirty = true;
-                        if changed {
-                            self.audit(
-                                "deploy",
-                                cert_object(&name, &rec.cert)
-                                    .fingerprint(rec.cert.fingerprint.clone()),
-                                Outcome::Ok,
-                                Some(&dir_key),
-                            )?;
-                            self.act(&dir_key, "deploy", &why, ActionResult::Done);
-                        }
-                    }
-                    Err(e) => {
-                        let msg = e.to_string();
-                        crate::warn!("deploy {dir_key}: {msg}");
-                        self.audit(
-                            "deploy",
-                            cert_object(&name, &rec.cert),
-                            Outcome::Failed,
-                            Some(&format!("{dir_key}: {msg}")),
-                        )?;
-                        self.act(&dir_key, "deploy", &why, ActionResult::Failed { error: msg });
-                    }
+                match files {
+                    Ok(files) => planned.push((
+                        Planned {
+                            name: name.clone(),
+                            dir_key,
+                            key,
+                            previous: state,
+                            reload: t.reload.clone(),
+                            cert: rec.cert.clone(),
+                            why,
+                        },
+                        dir,
+                        files,
+                        own,
+                    )),
+                    Err(e) => self.deploy_failed(&name, &rec.cert, &dir_key, &why, &e),
                 }
             }
         }
-        // The index records what is deployed (and which reloads are owed) before any
-        // hook runs, so an interrupted run retries them.
-        self.save_index()?;
+        // The generation folders of all targets are written concurrently.
+        let results = super::durable::parallel(&planned, |(_, dir, files, own)| {
+            deploy::prepare(dir, files, *own)
+        });
+        let mut jobs = Vec::new();
+        for ((p, _, _, _), r) in planned.into_iter().zip(results) {
+            match r {
+                Ok(prepared) => jobs.push(Job { p, prepared }),
+                Err(e) => self.deploy_failed(&p.name, &p.cert, &p.dir_key, &p.why, &e),
+            }
+        }
+        self.commit(jobs, advance.map(|m| (failed_before, m)))?;
         self.run_hooks()
+    }
+
+    fn deploy_failed(
+        &mut self,
+        name: &str,
+        cert: &CertInfo,
+        dir_key: &str,
+        why: &str,
+        e: &CaError,
+    ) {
+        let msg = e.to_string();
+        crate::warn!("deploy {dir_key}: {msg}");
+        let _ = self.audit(
+            "deploy",
+            cert_object(name, cert),
+            Outcome::Failed,
+            Some(&format!("{dir_key}: {msg}")),
+        );
+        self.act(dir_key, "deploy", why, ActionResult::Failed { error: msg });
     }
 
     fn run_hooks(&mut self) -> Result<(), CaError> {
@@ -724,10 +1019,10 @@ impl<'a> Ca<'a> {
             self.continue_transition(None)?;
         }
         for id in self.manifest.trusted() {
-            if let Some(why) = self.revs(&id)?.due(self.now) {
-                if let Err(e) = self.refresh_crl(&id, &why) {
-                    self.fail(&format!("crl {id}"), "refresh-crl", &why, &e);
-                }
+            if let Some(why) = self.revs(&id)?.due(self.now)
+                && let Err(e) = self.refresh_crl(&id, &why)
+            {
+                self.fail(&format!("crl {id}"), "refresh-crl", &why, &e);
             }
         }
         self.renew_due()?;
@@ -776,7 +1071,7 @@ impl<'a> Ca<'a> {
                     plan,
                     started: self.now,
                 });
-                authority::write_manifest(&self.ctx.store, &self.manifest)?;
+                self.write_manifest()?;
                 self.audit(
                     "regenerate-start",
                     Object::new("ca", id),
@@ -795,7 +1090,7 @@ impl<'a> Ca<'a> {
                 Phase::Creating => {
                     let root_to = self.root_to(&t.plan, passphrase)?;
                     let fresh = !authority::exists(&self.ctx.store, &t.new);
-                    let a = authority::create(
+                    let created = authority::create(
                         &self.ctx.store,
                         self.cfg,
                         &t.new,
@@ -803,16 +1098,25 @@ impl<'a> Ca<'a> {
                         root_to,
                         self.now,
                     )?;
+                    let a = self.adopt(created);
                     if fresh {
                         self.audit("ca-create", ca_object(&a), Outcome::Ok, Some("ca regenerate"))?;
+                    } else {
+                        // Made by an interrupted run, whose record may not have been written.
+                        self.audit(
+                            "ca-adopt",
+                            ca_object(&a),
+                            Outcome::Ok,
+                            Some("ca regenerate resumed with the authority an interrupted run created"),
+                        )?;
                     }
                     self.act(&t.new, "create-ca", "ca regenerate", ActionResult::Done);
                     self.authorities.insert(t.new.clone(), a);
                     let mut previous = Vec::new();
-                    if let Some(c) = self.manifest.current.take() {
-                        if c != t.new {
-                            previous.push(c);
-                        }
+                    if let Some(c) = self.manifest.current.take()
+                        && c != t.new
+                    {
+                        previous.push(c);
                     }
                     previous
                         .extend(self.manifest.previous.iter().filter(|p| **p != t.new).cloned());
@@ -820,7 +1124,8 @@ impl<'a> Ca<'a> {
                     self.manifest.current = Some(t.new.clone());
                     self.manifest.transition =
                         Some(Transition { phase: Phase::Bundles, ..t.clone() });
-                    authority::write_manifest(&self.ctx.store, &self.manifest)?;
+                    // Written with the first commit of the next phase.
+                    self.manifest_dirty = true;
                     super::fault("manifest-switched");
                 }
                 Phase::Bundles => {
@@ -832,16 +1137,16 @@ impl<'a> Ca<'a> {
                             self.refresh_crl(&id, &why)?;
                         }
                     }
-                    // Every peer trusts old and new before any certificate changes.
-                    self.deploy_all()?;
+                    // Every peer trusts old and new before any certificate changes; the
+                    // next phase is recorded only when every target has both.
+                    let mut next = self.manifest.clone();
+                    next.transition = Some(Transition { phase: Phase::Leaves, ..t.clone() });
+                    self.deploy_all_then(Some(next))?;
                     if self.failed() {
-                        return Err(CaError::Transition(
+                        return Err(CaError::Incomplete(
                             "the transition trust bundles did not reach every target (see above); fix it and run 'keyward ca regenerate --yes' again".into(),
                         ));
                     }
-                    self.manifest.transition =
-                        Some(Transition { phase: Phase::Leaves, ..t.clone() });
-                    authority::write_manifest(&self.ctx.store, &self.manifest)?;
                     super::fault("bundles-deployed");
                 }
                 Phase::Leaves => {
@@ -872,15 +1177,14 @@ impl<'a> Ca<'a> {
                             self.fail(&name, "renew", &why, &e);
                         }
                     }
-                    self.save_index()?;
-                    self.deploy_all()?;
+                    let mut done = self.manifest.clone();
+                    done.transition = None;
+                    self.deploy_all_then(Some(done))?;
                     if self.failed() {
-                        return Err(CaError::Transition(
+                        return Err(CaError::Incomplete(
                             "some certificates were not reissued or deployed (see above); fix it and run 'keyward ca regenerate --yes' again".into(),
                         ));
                     }
-                    self.manifest.transition = None;
-                    authority::write_manifest(&self.ctx.store, &self.manifest)?;
                     let a = self.current()?;
                     self.audit("regenerate", ca_object(&a), Outcome::Ok, Some("every leaf reissued; previous CA still trusted until 'ca retire-previous'"))?;
                     self.act(
@@ -917,7 +1221,7 @@ impl<'a> Ca<'a> {
         }
         let prev = std::mem::take(&mut self.manifest.previous);
         self.manifest.retired.extend(prev.iter().cloned());
-        authority::write_manifest(&self.ctx.store, &self.manifest)?;
+        self.manifest_dirty = true;
         for id in &prev {
             let a = self.authority(id)?;
             self.audit("retire-previous", ca_object(&a), Outcome::Ok, None)?;
@@ -986,22 +1290,15 @@ impl<'a> Ca<'a> {
                         "leaf {name} already exists in another profile"
                     )));
                 } else {
-                    if profile.leaves.len() == 1
-                        || profile
-                            .targets
-                            .iter()
-                            .any(|t| !t.dir.contains("{name}") && !t.dir.contains("{common_name}"))
+                    if !profile
+                        .targets
+                        .iter()
+                        .all(|t| t.dir.contains("{name}") || t.dir.contains("{common_name}"))
                     {
-                        if !profile
-                            .targets
-                            .iter()
-                            .all(|t| t.dir.contains("{name}") || t.dir.contains("{common_name}"))
-                        {
-                            return Err(CaError::Invalid(format!(
-                                "profile {}'s targets have no {{name}} in their folder, so an extra leaf would overwrite the declared one",
-                                profile.name
-                            )));
-                        }
+                        return Err(CaError::Invalid(format!(
+                            "profile {}'s targets have no {{name}} in their folder, so another leaf would overwrite the declared one",
+                            profile.name
+                        )));
                     }
                     if profile.usage == Usage::Server && req.sans.is_empty() {
                         return Err(CaError::Invalid(
@@ -1027,7 +1324,6 @@ impl<'a> Ca<'a> {
                 self.fail(&name, action, "ca issue", &e);
             }
         }
-        self.save_index()?;
         self.deploy_all()
     }
 
@@ -1064,13 +1360,12 @@ impl<'a> Ca<'a> {
             } else {
                 self.due_reason(n, &profile, if adhoc { None } else { Some(&spec) })
             };
-            if let Some(why) = why {
-                if let Err(e) = self.issue_leaf(&profile, spec, adhoc, extra, "renew", &why) {
-                    self.fail(n, "renew", &why, &e);
-                }
+            if let Some(why) = why
+                && let Err(e) = self.issue_leaf(&profile, spec, adhoc, extra, "renew", &why)
+            {
+                self.fail(n, "renew", &why, &e);
             }
         }
-        self.save_index()?;
         self.deploy_all()
     }
 
@@ -1177,7 +1472,6 @@ impl<'a> Ca<'a> {
                 }
             }
         }
-        self.save_index()?;
         self.deploy_all()
     }
 
@@ -1325,6 +1619,12 @@ impl<'a> Ca<'a> {
             i.days_left = Some(crate::util::days_until(self.now, r.cert.not_after));
             i.next_action = Some(format!("renew at {}", crate::util::fmt_time(r.cert.renew_at())));
             i.note = format!("{}, serial {}", r.profile, r.cert.serial);
+            if !r.adhoc && self.profiles.find_leaf(name).is_none() {
+                i.note = format!(
+                    "no longer declared by a profile: not renewed ('keyward ca revoke {name}' to revoke it); {}",
+                    i.note
+                );
+            }
             if r.revoked {
                 i.health = Health::Failing;
                 i.note = format!(
@@ -1599,17 +1899,4 @@ impl Human for Detail {
             }
         }
     }
-}
-
-/// The set of names a set of leaves would deploy to (for tests and checks).
-pub fn target_dirs(ca: &Ca<'_>) -> BTreeSet<PathBuf> {
-    let mut out = BTreeSet::new();
-    for rec in ca.index.leaves.values() {
-        if let Some(p) = ca.profiles.get(&rec.profile) {
-            for t in &p.targets {
-                out.insert(t.dir_for(&ca.deploy_root, &rec.spec));
-            }
-        }
-    }
-    out
 }

@@ -4,7 +4,7 @@
 //!
 //! `keyward run` decides what is due from this index alone, so a run with nothing due
 //! reads a few small files and signs nothing. A leaf's certificate and key live
-//! together in one 0600 file per serial (`state/ca/leaves/<name>/<serial>.pem`);
+//! together in one 0600 file per serial (`state/ca/leaves/<name>.<serial>.pem`);
 //! writing the index is what makes a new one current. The index never holds key bytes.
 
 use std::collections::BTreeMap;
@@ -88,7 +88,7 @@ pub fn save(store: &Store, index: &Index) -> Result<(), CaError> {
 
 /// Path of a leaf's cert+key file.
 pub fn leaf_file(store: &Store, name: &str, serial: &str) -> std::path::PathBuf {
-    store.path(LEAVES).join(name).join(format!("{serial}.pem"))
+    store.path(LEAVES).join(format!("{name}.{serial}.pem"))
 }
 
 /// A leaf's certificate (PEM) and key (PEM, secret).
@@ -97,22 +97,38 @@ pub struct LeafMaterial {
     pub key_pem: SecretBytes,
 }
 
-/// Writes a leaf's file (key then certificate, one 0600 file).
-pub fn write_leaf(
+/// A leaf file to write: its path and content (key PEM, then certificate PEM).
+pub struct LeafFile {
+    pub path: std::path::PathBuf,
+    pub bytes: SecretBytes,
+}
+
+/// Prepares a leaf's file (one 0600 file under a name no other certificate has) and
+/// makes sure its folder exists; [`write_leaf_files`] writes it.
+pub fn leaf_file_for(
     store: &Store,
     name: &str,
     serial: &str,
     cert_pem: &str,
     key_pem: &str,
-) -> Result<(), CaError> {
-    let path = leaf_file(store, name, serial);
-    if let Some(d) = path.parent() {
-        crate::store::ensure_private_dir(d)?;
-    }
-    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(key_pem.len() + cert_pem.len()));
+) -> Result<(LeafFile, Vec<std::path::PathBuf>), CaError> {
+    let leaves = store.path(LEAVES);
+    let mut changed = super::durable::mkdir_private(&leaves)?;
+    let mut bytes = Vec::with_capacity(key_pem.len() + cert_pem.len());
     bytes.extend_from_slice(key_pem.as_bytes());
     bytes.extend_from_slice(cert_pem.as_bytes());
-    Ok(crate::store::atomic_write(&path, &bytes, crate::store::FileMode::PRIVATE)?)
+    changed.push(leaves);
+    Ok((LeafFile { path: leaf_file(store, name, serial), bytes: SecretBytes::new(bytes) }, changed))
+}
+
+/// Writes leaf files concurrently (not yet fsynced).
+pub fn write_leaf_files(files: &[LeafFile]) -> Result<(), CaError> {
+    super::durable::parallel(files, |f| {
+        let _ = std::fs::remove_file(&f.path);
+        super::durable::create(&f.path, f.bytes.expose(), 0o600, None)
+    })
+    .into_iter()
+    .collect()
 }
 
 /// Reads a leaf's file (refused when group or others can read it).
@@ -134,12 +150,17 @@ pub fn read_leaf(store: &Store, name: &str, serial: &str) -> Result<LeafMaterial
     })
 }
 
-/// Removes a leaf's files other than `keep`.
+/// Removes a leaf's files other than the one of serial `keep`.
 pub fn prune_leaf_files(store: &Store, name: &str, keep: &str) {
-    let dir = store.path(LEAVES).join(name);
+    let dir = store.path(LEAVES);
+    let prefix = format!("{name}.");
+    let keep = format!("{name}.{keep}.pem");
     if let Ok(rd) = std::fs::read_dir(&dir) {
         for e in rd.flatten() {
-            if e.file_name().to_string_lossy() != format!("{keep}.pem") {
+            let n = e.file_name().to_string_lossy().into_owned();
+            // Serials are hex, so "NAME." is followed by hex and ".pem" only.
+            let rest = n.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".pem"));
+            if n != keep && rest.is_some_and(|r| r.chars().all(|c| c.is_ascii_hexdigit())) {
                 let _ = std::fs::remove_file(e.path());
             }
         }

@@ -6,7 +6,7 @@
 //! The modules: [`config`] (the `[ca]` section), [`profile`] (`ca/*.toml`),
 //! [`issue`] (certificate parameters and reading certificates back), [`authority`]
 //! (CA folders and the manifest), [`crl`] (revocations), [`inventory`] (the leaf index),
-//! [`deploy`] (atomic target sets) and [`engine`] (the operations and `keyward run`'s
+//! [`deploy`] (atomic target sets), [`durable`] (batched fsync) and [`engine`] (the operations and `keyward run`'s
 //! step). Every mutating operation runs under the run lock, which the caller takes,
 //! and writes audit records naming the certificate (name, serial, SHA-256
 //! fingerprint). Key bytes never reach output, logs or the audit log.
@@ -15,6 +15,7 @@ pub mod authority;
 pub mod config;
 pub mod crl;
 pub mod deploy;
+pub mod durable;
 pub mod engine;
 pub mod inventory;
 pub mod issue;
@@ -79,6 +80,9 @@ pub enum CaError {
     Corrupt { path: PathBuf, detail: String },
     #[error("{0}")]
     Transition(String),
+    /// A multi-step operation stopped part-way; re-running it finishes it.
+    #[error("{0}")]
+    Incomplete(String),
     #[error(transparent)]
     Hook(#[from] crate::hooks::HookError),
 }
@@ -106,7 +110,8 @@ impl CaError {
             | CaError::Chown { .. }
             | CaError::Io { .. }
             | CaError::Corrupt { .. }
-            | CaError::Hook(_) => Exit::Failed,
+            | CaError::Hook(_)
+            | CaError::Incomplete(_) => Exit::Failed,
         }
     }
 }
@@ -149,7 +154,7 @@ pub fn run_due(ctx: &crate::Context, dry_run: bool) -> crate::run::Step {
             if let Err(e) = ca.reconcile() {
                 ca.fail("ca", "run", "", &e);
             }
-            step.actions = ca.actions;
+            step.actions = std::mem::take(&mut ca.actions);
         }
         Err(e) => step.actions.push(crate::run::Action {
             object: "ca".into(),

@@ -218,22 +218,41 @@ pub fn load(dir: &Path, cfg: &CaConfig) -> Result<Profiles, CaError> {
         }
         out.by_name.insert(name, profile);
     }
+    // Two leaves deploying to one folder would overwrite each other.
+    let mut dirs: BTreeMap<String, String> = BTreeMap::new();
+    for (p, leaf) in out.declared() {
+        for t in &p.targets {
+            let d = t.dir_for(Path::new(""), leaf).to_string_lossy().into_owned();
+            if let Some(other) = dirs.insert(d.clone(), leaf.name.clone()) {
+                return Err(CaError::Profile {
+                    path: p.path.clone(),
+                    line: 1,
+                    column: 1,
+                    key: "target.dir".into(),
+                    message: format!(
+                        "leaves {other:?} and {:?} would both deploy to {d:?}; give each its own folder",
+                        leaf.name
+                    ),
+                });
+            }
+        }
+    }
     Ok(out)
 }
 
 /// Parses one profile's text.
 pub fn parse(path: &Path, name: &str, text: &str, cfg: &CaConfig) -> Result<Profile, CaError> {
     let raw: RawProfile = crate::config::parse_toml(path, text)?;
-    if let Some(is_ca) = &raw.is_ca {
-        if *is_ca.get_ref() {
-            return Err(err(
+    if let Some(is_ca) = &raw.is_ca
+        && *is_ca.get_ref()
+    {
+        return Err(err(
                 path,
                 text,
                 is_ca.span(),
                 "is_ca".into(),
                 "a profile issues leaf certificates only: CA:TRUE is refused (the CA itself is made by 'keyward ca init'); remove is_ca".into(),
             ));
-        }
     }
     let v = *raw.validity_days.get_ref();
     if v == 0 || v > cfg.ca_validity_days {
@@ -459,21 +478,21 @@ fn target(
             }
         }
     };
-    if let Some(r) = &t.reload {
-        if !cfg.hooks.contains_key(r.get_ref()) {
-            let known: Vec<&str> = cfg.hooks.keys().map(String::as_str).collect();
-            return Err(err(
-                path,
-                text,
-                r.span(),
-                key("reload"),
-                format!(
-                    "no hook {:?} in keyward.toml [ca.hooks]; defined: {}",
-                    r.get_ref(),
-                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
-                ),
-            ));
-        }
+    if let Some(r) = &t.reload
+        && !cfg.hooks.contains_key(r.get_ref())
+    {
+        let known: Vec<&str> = cfg.hooks.keys().map(String::as_str).collect();
+        return Err(err(
+            path,
+            text,
+            r.span(),
+            key("reload"),
+            format!(
+                "no hook {:?} in keyward.toml [ca.hooks]; defined: {}",
+                r.get_ref(),
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ),
+        ));
     }
     Ok(Target {
         dir: dir.clone(),
