@@ -33,27 +33,27 @@ pub fn armor_error(e: &io::Error) -> Option<String> {
     e.get_ref().and_then(|i| i.downcast_ref::<ArmorError>()).map(|a| a.0.clone())
 }
 
-/// Whether the input (after optional whitespace) starts like armor. Consumes the
-/// leading whitespace when it does.
+/// Whether the input is armored rather than a binary file. A binary header starts with
+/// its version line (`age-encryption.org/…` or `keyward.pazpaz/…`); anything else that
+/// is not empty is read as armor, so that garbage gets an armor error. Consumes the
+/// whitespace allowed before the armor.
 pub fn detect<R: BufRead>(r: &mut R) -> io::Result<bool> {
+    let buf = r.fill_buf()?;
+    match buf.first() {
+        None | Some(b'a') | Some(b'k') => return Ok(false),
+        Some(_) => {}
+    }
     loop {
         let buf = r.fill_buf()?;
         if buf.is_empty() {
-            return Ok(false);
+            return Ok(true);
         }
         let ws = buf.iter().take_while(|&&b| is_ws(b)).count();
-        if ws == 0 {
-            return Ok(buf[0] == b'-');
-        }
-        if ws < buf.len() {
-            let armored = buf[ws] == b'-';
-            if armored {
-                r.consume(ws);
-            }
-            return Ok(armored);
-        }
-        // A buffer full of whitespace: keep looking (binary age never starts so).
+        let done = ws < buf.len();
         r.consume(ws);
+        if done {
+            return Ok(true);
+        }
     }
 }
 
@@ -168,14 +168,13 @@ impl<R: BufRead> Read for ArmorReader<R> {
 pub struct ArmorWriter<W: Write> {
     inner: W,
     pending: Vec<u8>,
-    line: String,
 }
 
 impl<W: Write> ArmorWriter<W> {
     pub fn new(mut inner: W) -> io::Result<Self> {
         inner.write_all(BEGIN.as_bytes())?;
         inner.write_all(b"\n")?;
-        Ok(ArmorWriter { inner, pending: Vec::new(), line: String::new() })
+        Ok(ArmorWriter { inner, pending: Vec::new() })
     }
 
     fn flush_lines(&mut self, all: bool) -> io::Result<()> {
@@ -192,7 +191,6 @@ impl<W: Write> ArmorWriter<W> {
             text.push('\n');
             self.pending.clear();
         }
-        self.line.clear();
         self.inner.write_all(text.as_bytes())
     }
 

@@ -304,48 +304,55 @@ pub fn decrypt(
         }
         let chunks = b.len.div_ceil(CT_CHUNK);
         let mut out = 0;
+        // Chunks are opened in a scratch copy, so that a failed attempt (which ring
+        // zeroes) can be retried with the other last-chunk flag from the original.
+        let mut scratch = vec![0u8; CT_CHUNK];
         for i in 0..chunks {
             let start = i * CT_CHUNK;
             let n = (b.len - start).min(CT_CHUNK);
             let counter = first + i as u64;
-            let last = b.last && i + 1 == chunks;
-            if n < TAG + 1 && !(n == TAG && counter == 0 && last) {
-                b.error = Some(if n == TAG && last {
-                    format!(
-                        "chunk {counter} is an empty final chunk after data: the file was tampered with"
-                    )
-                } else {
-                    format!("chunk {counter} is shorter than its tag: the file is truncated")
-                });
+            let at_eof = b.last && i + 1 == chunks;
+            if n < TAG {
+                b.error =
+                    Some(format!("chunk {counter} is shorter than its tag: the file is truncated"));
                 break;
             }
-            let chunk = &mut b.buf[start..start + n];
-            let copy = if last && n == CT_CHUNK { Some(chunk.to_vec()) } else { None };
-            match k.open_in_place(nonce(counter, last), Aad::empty(), chunk) {
-                Ok(plain) => {
-                    let len = plain.len();
-                    b.buf.copy_within(start..start + len, out);
-                    out += len;
+            let open = |last: bool, scratch: &mut [u8]| -> Option<usize> {
+                scratch[..n].copy_from_slice(&b.buf[start..start + n]);
+                k.open_in_place(nonce(counter, last), Aad::empty(), &mut scratch[..n])
+                    .ok()
+                    .map(|p| p.len())
+            };
+            let (len, error) = if let Some(len) = open(at_eof, &mut scratch) {
+                if at_eof && len == 0 && counter != 0 {
+                    (0, Some(format!("the final chunk ({counter}) is empty after data: the file was tampered with")))
+                } else {
+                    (len, None)
                 }
-                Err(_) => {
-                    let truncated = copy.is_some_and(|mut c| {
-                        k.open_in_place(nonce(counter, false), Aad::empty(), &mut c).is_ok()
-                    });
-                    b.error = Some(if truncated {
-                        format!(
-                            "the payload ends after chunk {counter} without a final chunk: the file is truncated"
-                        )
-                    } else if last {
-                        format!(
-                            "the final chunk ({counter}) does not authenticate: the file was truncated, tampered with or extended"
-                        )
-                    } else {
-                        format!(
-                            "chunk {counter} does not authenticate: the file was tampered with, reordered, or has data after its final chunk"
-                        )
-                    });
-                    break;
+            } else if n == CT_CHUNK {
+                // Full chunk: maybe a final chunk followed by more data, or a non-final
+                // chunk where the file ends (truncated).
+                match open(!at_eof, &mut scratch) {
+                    Some(len) if at_eof => (len, Some(format!(
+                        "the payload ends after chunk {counter} without a final chunk: the file is truncated"
+                    ))),
+                    Some(len) => (len, Some(format!(
+                        "chunk {counter} is the final chunk but data follows it: something was appended to the file"
+                    ))),
+                    None => (0, Some(format!(
+                        "chunk {counter} does not authenticate: the file was tampered with, reordered or truncated"
+                    ))),
                 }
+            } else {
+                (0, Some(format!(
+                    "chunk {counter} does not authenticate: the file was tampered with, reordered or truncated"
+                )))
+            };
+            b.buf[out..out + len].copy_from_slice(&scratch[..len]);
+            out += len;
+            if error.is_some() {
+                b.error = error;
+                break;
             }
         }
         b.out_len = out;
@@ -393,13 +400,14 @@ mod tests {
         let ct = enc(c, &data);
         // Truncated at a chunk boundary: the last full chunk is not final.
         let (e, out) = dec(c, &ct[..2 * CT_CHUNK]).unwrap_err();
-        assert!(e.to_string().contains("truncated"), "{e}");
-        assert_eq!(out, &data[..CHUNK]);
+        assert!(e.to_string().contains("without a final chunk"), "{e}");
+        // Both chunks authenticate as non-final chunks: released, then the error.
+        assert!(out == data[..2 * CHUNK], "released {}", out.len());
         // Bit flip in chunk 1.
         let mut f = ct.clone();
         f[CT_CHUNK + 10] ^= 1;
         let (_, out) = dec(c, &f).unwrap_err();
-        assert_eq!(out, &data[..CHUNK]);
+        assert!(out == data[..CHUNK], "released {}", out.len());
         // Chunk swap.
         let mut s = ct.clone();
         let (a, b) = s.split_at_mut(CT_CHUNK);
@@ -408,8 +416,16 @@ mod tests {
         // Appended data.
         let mut x = ct.clone();
         x.extend_from_slice(b"more");
-        let (_, out) = dec(c, &x).unwrap_err();
-        assert_eq!(out, &data[..3 * CHUNK]);
+        let (e, out) = dec(c, &x).unwrap_err();
+        assert!(out == data[..3 * CHUNK], "released {}", out.len());
+        assert!(e.to_string().contains("does not authenticate"), "{e}");
+        // A final chunk of full size followed by data.
+        let full: Vec<u8> = vec![3u8; 2 * CHUNK];
+        let mut y = enc(c, &full);
+        y.extend_from_slice(&[0u8; 20]);
+        let (e, out) = dec(c, &y).unwrap_err();
+        assert!(e.to_string().contains("data follows it"), "{e}");
+        assert!(out == full, "released {}", out.len());
         // Nothing at all.
         assert!(dec(c, &[]).is_err());
         // The other cipher does not open it.
