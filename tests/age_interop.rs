@@ -44,7 +44,9 @@ fn run(cmd: &mut Command) -> std::process::Output {
 
 fn keyward(args: &[&str]) -> Command {
     let mut c = Command::new(keyward_bin());
-    c.args(args).env_remove("KEYWARD_PASSPHRASE").env("KEYWARD_CONFIG", "/nonexistent/keyward.toml");
+    c.args(args)
+        .env_remove("KEYWARD_PASSPHRASE")
+        .env("KEYWARD_CONFIG", "/nonexistent/keyward.toml");
     c
 }
 
@@ -54,7 +56,7 @@ fn s(p: &Path) -> &str {
 
 /// Runs `cmd` under a pty and types `lines` into it (age's passphrase prompt).
 fn with_pty(cmd: &str, lines: &[&str]) {
-    require_tool("script", "apt-get install util-linux");
+    require_tool("script", "apt-get install bsdutils");
     let mut child = Command::new("script")
         .args(["-qec", cmd, "/dev/null"])
         .stdin(Stdio::piped())
@@ -103,7 +105,8 @@ fn x25519_both_directions_at_every_size() {
             let a = if armor { "-a" } else { "" };
             // keyward → age
             let ct = dir.path().join(format!("k{n}{a}.age"));
-            let mut args = vec!["backup", "encrypt", "-r", &recipient, "-r", &age_recipient, "-o", s(&ct)];
+            let mut args =
+                vec!["backup", "encrypt", "-r", &recipient, "-r", &age_recipient, "-o", s(&ct)];
             if armor {
                 args.push("-a");
             }
@@ -123,7 +126,10 @@ fn x25519_both_directions_at_every_size() {
             run(Command::new(&age).args(&args));
             let out = dir.path().join(format!("d{n}{a}"));
             run(&mut keyward(&["backup", "decrypt", "-i", s(&id), "-o", s(&out), s(&ct2)]));
-            assert!(std::fs::read(&out).unwrap() == data(n), "keyward decrypting age's {n}-byte file");
+            assert!(
+                std::fs::read(&out).unwrap() == data(n),
+                "keyward decrypting age's {n}-byte file"
+            );
             // And to stdout.
             let o = run(&mut keyward(&["backup", "decrypt", "-i", s(&id), s(&ct2)])).stdout;
             assert!(o == data(n));
@@ -143,8 +149,16 @@ fn passphrase_both_directions_at_every_size() {
         let armor = n == 65536;
         // keyward → age (age asks on the terminal).
         let ct = dir.path().join(format!("k{n}.age"));
-        let mut args =
-            vec!["backup", "encrypt", "--passphrase-file", s(&pass_file), "--work-factor", "14", "-o", s(&ct)];
+        let mut args = vec![
+            "backup",
+            "encrypt",
+            "--passphrase-file",
+            s(&pass_file),
+            "--work-factor",
+            "14",
+            "-o",
+            s(&ct),
+        ];
         if armor {
             args.push("-a");
         }
@@ -161,11 +175,17 @@ fn passphrase_both_directions_at_every_size() {
         // age → keyward (from a file, and from $KEYWARD_PASSPHRASE).
         let ct2 = dir.path().join(format!("a{n}.age"));
         let a = if armor { "-a " } else { "" };
-        with_pty(&format!("{} -p {a}-o '{}' '{}'", age.display(), s(&ct2), s(&plain)), &[PASS, PASS]);
-        let o = run(&mut keyward(&["backup", "decrypt", "--passphrase-file", s(&pass_file), s(&ct2)])).stdout;
+        with_pty(
+            &format!("{} -p {a}-o '{}' '{}'", age.display(), s(&ct2), s(&plain)),
+            &[PASS, PASS],
+        );
+        let o =
+            run(&mut keyward(&["backup", "decrypt", "--passphrase-file", s(&pass_file), s(&ct2)]))
+                .stdout;
         assert!(o == data(n), "keyward decrypting age's passphrase file ({n})");
         if n == 1 {
-            let o = run(keyward(&["backup", "decrypt", s(&ct2)]).env("KEYWARD_PASSPHRASE", PASS)).stdout;
+            let o = run(keyward(&["backup", "decrypt", s(&ct2)]).env("KEYWARD_PASSPHRASE", PASS))
+                .stdout;
             assert!(o == data(n));
         }
     }
@@ -178,7 +198,17 @@ fn stock_age_refuses_the_aes_variant_cleanly() {
     let plain = dir.path().join("p");
     std::fs::write(&plain, data(70000)).unwrap();
     let ct = dir.path().join("c.kw");
-    run(&mut keyward(&["backup", "encrypt", "--cipher", "aes-256-gcm", "-r", &recipient, "-o", s(&ct), s(&plain)]));
+    run(&mut keyward(&[
+        "backup",
+        "encrypt",
+        "--cipher",
+        "aes-256-gcm",
+        "-r",
+        &recipient,
+        "-o",
+        s(&ct),
+        s(&plain),
+    ]));
     let head = std::fs::read(&ct).unwrap();
     assert!(head.starts_with(b"keyward.pazpaz/backup/v1-aes-256-gcm\n-> X25519 "));
     let out = Command::new(&age).args(["-d", "-i", s(&id), s(&ct)]).output().unwrap();

@@ -184,7 +184,11 @@ fn recipients_files_stdin_and_quiet_stderr() {
     }
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
-    assert!(out.stderr.is_empty(), "no progress or chatter off a terminal: {:?}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "no progress or chatter off a terminal: {:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ct = d.join("c.age");
     std::fs::write(&ct, &out.stdout).unwrap();
     let (code, got, _) = kw_bytes(d, &["backup", "decrypt", "-i", s(&f.id), "-"]);
@@ -233,14 +237,33 @@ fn passphrases_never_leak_and_the_work_factor_is_capped() {
     let canary = "pass-canary-5c1e-zebra";
     std::fs::write(d.join("pass"), format!("{canary}\n")).unwrap();
     std::fs::write(d.join("p"), data(70_000)).unwrap();
-    let r = kw(d, &["backup", "encrypt", "--passphrase-file", "pass", "--work-factor", "14", "-o", "c.age", "p"]);
+    let r = kw(
+        d,
+        &[
+            "backup",
+            "encrypt",
+            "--passphrase-file",
+            "pass",
+            "--work-factor",
+            "14",
+            "-o",
+            "c.age",
+            "p",
+        ],
+    );
     r.code(0);
     // A passphrase cannot be combined with recipients (age's scrypt-alone rule).
-    let r2 = kw(d, &["backup", "encrypt", "--passphrase-file", "pass", "-r", &f.recipient, "-o", "x.age", "p"]);
+    let r2 = kw(
+        d,
+        &["backup", "encrypt", "--passphrase-file", "pass", "-r", &f.recipient, "-o", "x.age", "p"],
+    );
     r2.code(2);
     assert!(r2.stderr.contains("alone"), "{}", r2.stderr);
     // Capped below the file's factor: refused with the way out.
-    let r3 = kw(d, &["backup", "decrypt", "--passphrase-file", "pass", "--max-work-factor", "13", "c.age"]);
+    let r3 = kw(
+        d,
+        &["backup", "decrypt", "--passphrase-file", "pass", "--max-work-factor", "13", "c.age"],
+    );
     r3.code(1);
     assert!(r3.stderr.contains("--max-work-factor 14"), "{}", r3.stderr);
     let (code, out, _) = kw_bytes(d, &["backup", "decrypt", "--passphrase-file", "pass", "c.age"]);
@@ -264,8 +287,7 @@ fn forge(recipient: &str, sig: Stanza, plaintext: &[u8]) -> Vec<u8> {
     use age::Recipient as _;
     let r: age::x25519::Recipient = recipient.parse().unwrap();
     let fk = [42u8; 16];
-    let (stanzas, _) =
-        r.wrap_file_key(&age_core::format::FileKey::new(Box::new(fk))).unwrap();
+    let (stanzas, _) = r.wrap_file_key(&age_core::format::FileKey::new(Box::new(fk))).unwrap();
     let mut st: Vec<Stanza> =
         stanzas.into_iter().map(|s| Stanza { tag: s.tag, args: s.args, body: s.body }).collect();
     st.push(sig);
@@ -274,8 +296,14 @@ fn forge(recipient: &str, sig: Stanza, plaintext: &[u8]) -> Vec<u8> {
     let key = age_core::primitives::hkdf(&nonce, b"payload", &fk);
     let mut out = h.to_bytes();
     out.extend_from_slice(&nonce);
-    keyward::backup::stream::encrypt(Cipher::ChaCha20Poly1305, &key, &mut &plaintext[..], &mut out, None)
-        .unwrap();
+    keyward::backup::stream::encrypt(
+        Cipher::ChaCha20Poly1305,
+        &key,
+        &mut &plaintext[..],
+        &mut out,
+        None,
+    )
+    .unwrap();
     out
 }
 
@@ -289,7 +317,8 @@ fn provenance_signatures_tell_real_backups_from_forgeries() {
     let key = signer.stdout.trim().to_string();
     assert!(key.starts_with("keyward-ed25519:"), "{key}");
     std::fs::write(d.join("dump.sql"), data(200_000)).unwrap();
-    env.run(&["backup", "encrypt", "--sign", "-r", &f.recipient, "-o", "real.age", "dump.sql"]).code(0);
+    env.run(&["backup", "encrypt", "--sign", "-r", &f.recipient, "-o", "real.age", "dump.sql"])
+        .code(0);
     let id = s(&f.id);
     let ok = env.run(&["backup", "verify", "-i", id, "--signer", &key, "real.age"]);
     ok.code(0);
@@ -309,7 +338,8 @@ fn provenance_signatures_tell_real_backups_from_forgeries() {
     let h = Header::parse(&real).unwrap();
     let sig = h.stanzas.last().unwrap().clone();
     assert_eq!(sig.tag, "keyward-ed25519");
-    std::fs::write(d.join("forged.age"), forge(&f.recipient, sig, b"DROP TABLE patients;")).unwrap();
+    std::fs::write(d.join("forged.age"), forge(&f.recipient, sig, b"DROP TABLE patients;"))
+        .unwrap();
     for cmd in ["verify", "decrypt"] {
         let r = env.run(&["backup", cmd, "-i", id, "--signer", &key, "forged.age"]);
         r.code(1);
@@ -319,7 +349,8 @@ fn provenance_signatures_tell_real_backups_from_forgeries() {
     // Signed by another server.
     let other = Env::init();
     let other_key = other.run(&["backup", "signer"]).stdout.trim().to_string();
-    let r = env.run(&["backup", "decrypt", "-i", id, "--signer", &other_key, "-o", "x.sql", "real.age"]);
+    let r = env
+        .run(&["backup", "decrypt", "-i", id, "--signer", &other_key, "-o", "x.sql", "real.age"]);
     r.code(1);
     assert!(r.stderr.contains("not by the trusted key"), "{}", r.stderr);
     assert!(!d.join("x.sql").exists());
@@ -328,7 +359,10 @@ fn provenance_signatures_tell_real_backups_from_forgeries() {
     assert!(log.contains("create-signing-key") && log.contains("\"encrypt\""), "{log}");
     let pk8 = std::fs::read(env.path("state/backup-signing.key")).unwrap();
     use std::os::unix::fs::MetadataExt;
-    assert_eq!(std::fs::metadata(env.path("state/backup-signing.key")).unwrap().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(env.path("state/backup-signing.key")).unwrap().mode() & 0o777,
+        0o600
+    );
     assert!(!log.contains(&hex::encode(&pk8[16..48])));
     env.run(&["audit", "verify"]).code(0);
 }
@@ -338,10 +372,18 @@ fn json_documents_and_binary_to_terminal_rules() {
     let f = fixture();
     let d = f.dir.path();
     std::fs::write(d.join("p"), data(1000)).unwrap();
-    let doc = kw(d, &["--format", "json", "backup", "encrypt", "-a", "-r", &f.recipient, "-o", "c.age", "p"]).json();
+    let doc = kw(
+        d,
+        &["--format", "json", "backup", "encrypt", "-a", "-r", &f.recipient, "-o", "c.age", "p"],
+    )
+    .json();
     assert_eq!(doc["format"], "age-v1");
     assert_eq!(doc["plaintext_bytes"], 1000);
-    assert!(std::fs::read_to_string(d.join("c.age")).unwrap().starts_with("-----BEGIN AGE ENCRYPTED FILE-----\n"));
+    assert!(
+        std::fs::read_to_string(d.join("c.age"))
+            .unwrap()
+            .starts_with("-----BEGIN AGE ENCRYPTED FILE-----\n")
+    );
     let doc = kw(d, &["--format", "json", "backup", "verify", "-i", s(&f.id), "c.age"]).json();
     assert_eq!(doc["ok"], true);
     kw(d, &["--format", "prometheus", "backup", "verify", "-i", s(&f.id), "c.age"]).code(2);

@@ -110,7 +110,10 @@ fn export_and_restore_on_a_fresh_machine() {
     assert!(!r.stdout.contains(CANARY) && !r.stderr.contains(CANARY));
     assert!(!log.contains(CANARY));
     assert!(!std::fs::read_to_string(env.path("state/audit.jsonl")).unwrap().contains(CANARY));
-    assert!(tree_contains(&new_root, CANARY.as_bytes()) == vec![new_root.join("state/secrets/store.json")]);
+    assert!(
+        tree_contains(&new_root, CANARY.as_bytes())
+            == vec![new_root.join("state/secrets/store.json")]
+    );
 
     // A second restore over it is refused and changes nothing.
     let before = tree(fresh.path());

@@ -139,8 +139,7 @@ impl<R: BufRead> ArmorReader<R> {
             if p.contains(&b'=') {
                 return Err(err("padding before the last line"));
             }
-            self.out =
-                STANDARD.decode(&p).map_err(|_| err("a line is not canonical base64"))?;
+            self.out = STANDARD.decode(&p).map_err(|_| err("a line is not canonical base64"))?;
             self.pos = 0;
         }
         Ok(())

@@ -29,8 +29,7 @@ pub struct Common {
 impl Common {
     fn audit(&self, action: &str, name: &str, outcome: Outcome, detail: Option<&str>) {
         if let Some(ctx) = &self.context {
-            if let Err(e) = ctx.audit.append(action, Object::new("backup", name), outcome, detail)
-            {
+            if let Err(e) = ctx.audit.append(action, Object::new("backup", name), outcome, detail) {
                 crate::warn!("could not write the audit record: {e}");
             }
         }
@@ -55,7 +54,9 @@ fn progress_bar(size: Option<u64>, verbosity: i8) -> Option<indicatif::ProgressB
 }
 
 /// Input: a file (with its size) or stdin.
-fn open_input(input: &Option<PathBuf>) -> Result<(Box<dyn Read + Send>, Option<u64>, String), BackupError> {
+fn open_input(
+    input: &Option<PathBuf>,
+) -> Result<(Box<dyn Read + Send>, Option<u64>, String), BackupError> {
     match input {
         Some(p) if p.as_os_str() != "-" => {
             let f = File::open(p).map_err(|e| BackupError::io("open", p, e))?;
@@ -128,13 +129,14 @@ pub fn keygen(common: &Common, output: Option<&Path>) -> Result<Exit, Error> {
                 ))
                 .into());
             }
-            crate::store::atomic_write(path, text.expose().as_bytes(), crate::store::FileMode::PRIVATE)
-                .map_err(BackupError::from)?;
-            common.audit("keygen", &path.display().to_string(), Outcome::Ok, None);
-            crate::output::emit(
-                common.format,
-                &Made { recipient, file: Some(path.to_path_buf()) },
+            crate::store::atomic_write(
+                path,
+                text.expose().as_bytes(),
+                crate::store::FileMode::PRIVATE,
             )
+            .map_err(BackupError::from)?;
+            common.audit("keygen", &path.display().to_string(), Outcome::Ok, None);
+            crate::output::emit(common.format, &Made { recipient, file: Some(path.to_path_buf()) })
         }
         None => {
             if io::stdout().is_terminal() {
@@ -247,8 +249,10 @@ pub fn encrypt(common: &Common, a: EncryptArgs) -> Result<Exit, Error> {
             b.set_position(n);
         }
     };
-    let progress: Option<super::stream::Progress<'_>> = if bar.is_some() { Some(&tick) } else { None };
-    let opts = EncryptOptions { cipher: a.cipher, recipients, armor: a.armor, signer: signer.as_ref() };
+    let progress: Option<super::stream::Progress<'_>> =
+        if bar.is_some() { Some(&tick) } else { None };
+    let opts =
+        EncryptOptions { cipher: a.cipher, recipients, armor: a.armor, signer: signer.as_ref() };
     let output_name = a.output.as_ref().map_or("stdout".to_string(), |p| p.display().to_string());
     let result = match &a.output {
         Some(path) => {
@@ -285,7 +289,11 @@ pub fn encrypt(common: &Common, a: EncryptArgs) -> Result<Exit, Error> {
                 report.format,
                 output_name
             );
-            emit_if_file(common, &a.output, Done { command: "encrypt", report, input: input_name, output: output_name })
+            emit_if_file(
+                common,
+                &a.output,
+                Done { command: "encrypt", report, input: input_name, output: output_name },
+            )
         }
         Err(e) => {
             common.audit("encrypt", &output_name, Outcome::Failed, Some(&e.to_string()));
@@ -312,7 +320,10 @@ pub struct DecryptArgs {
     pub input: Option<PathBuf>,
 }
 
-fn decrypt_options(a: &DecryptArgs, to_stdout: Option<bool>) -> Result<DecryptOptions, BackupError> {
+fn decrypt_options(
+    a: &DecryptArgs,
+    to_stdout: Option<bool>,
+) -> Result<DecryptOptions, BackupError> {
     let mut identities: Vec<Identity> = Vec::new();
     for f in &a.identities {
         identities.extend(keys::identities_file(f)?);
@@ -338,7 +349,8 @@ pub fn decrypt(common: &Common, a: DecryptArgs) -> Result<Exit, Error> {
             b.set_position(n);
         }
     };
-    let progress: Option<super::stream::Progress<'_>> = if bar.is_some() { Some(&tick) } else { None };
+    let progress: Option<super::stream::Progress<'_>> =
+        if bar.is_some() { Some(&tick) } else { None };
     let result = (|| {
         let opened = super::open(input, &opts)?;
         match &a.output {
@@ -366,7 +378,11 @@ pub fn decrypt(common: &Common, a: DecryptArgs) -> Result<Exit, Error> {
                     crate::info!("signed by {s} (pass --signer to require it)");
                 }
             }
-            emit_if_file(common, &a.output, Done { command: "decrypt", report, input: input_name, output: output_name })
+            emit_if_file(
+                common,
+                &a.output,
+                Done { command: "decrypt", report, input: input_name, output: output_name },
+            )
         }
         Err(e) => {
             common.audit("decrypt", &input_name, Outcome::Failed, Some(e.category()));
@@ -409,7 +425,8 @@ pub fn verify(common: &Common, a: DecryptArgs) -> Result<Exit, Error> {
             b.set_position(n);
         }
     };
-    let progress: Option<super::stream::Progress<'_>> = if bar.is_some() { Some(&tick) } else { None };
+    let progress: Option<super::stream::Progress<'_>> =
+        if bar.is_some() { Some(&tick) } else { None };
     let result = super::decrypt_stream(input, &mut io::sink(), &opts, progress);
     if let Some(b) = &bar {
         b.finish_and_clear();
@@ -440,5 +457,8 @@ pub fn signer(ctx: &Context) -> Result<Exit, Error> {
         }
     }
     let (key, path) = signing_key(ctx, true)?;
-    crate::output::emit(ctx.format, &Signer { signer: keys::signer_string(&key.public()), key_file: path })
+    crate::output::emit(
+        ctx.format,
+        &Signer { signer: keys::signer_string(&key.public()), key_file: path },
+    )
 }

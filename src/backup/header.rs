@@ -145,7 +145,8 @@ impl Header {
                     len: next,
                 });
             }
-            let args = l.strip_prefix(b"-> ").ok_or_else(|| bad("expected a stanza or the MAC line"))?;
+            let args =
+                l.strip_prefix(b"-> ").ok_or_else(|| bad("expected a stanza or the MAC line"))?;
             let mut parts = Vec::new();
             for a in args.split(|&b| b == b' ') {
                 if !is_arbitrary_string(a) {

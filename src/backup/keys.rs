@@ -139,9 +139,7 @@ impl PassphraseSource {
                 "a passphrase is needed but there is no terminal to ask on ({e}): pass --passphrase-file FILE or set ${PASSPHRASE_ENV}"
             ))
         };
-        let p = SecretString::new(
-            rpassword::prompt_password("passphrase: ").map_err(tty_err)?,
-        );
+        let p = SecretString::new(rpassword::prompt_password("passphrase: ").map_err(tty_err)?);
         if confirm {
             let again = SecretString::new(
                 rpassword::prompt_password("passphrase (again): ").map_err(tty_err)?,
@@ -155,11 +153,7 @@ impl PassphraseSource {
 }
 
 fn non_empty(p: SecretString) -> Result<SecretString, BackupError> {
-    if p.is_empty() {
-        Err(BackupError::Usage("the passphrase is empty".into()))
-    } else {
-        Ok(p)
-    }
+    if p.is_empty() { Err(BackupError::Usage("the passphrase is empty".into())) } else { Ok(p) }
 }
 
 pub fn age_secret(p: &SecretString) -> AgeSecret {

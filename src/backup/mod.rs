@@ -209,9 +209,11 @@ fn make_header(opts: &EncryptOptions<'_>) -> Result<(Header, [u8; 16]), BackupEr
             }
         }
         .map_err(|e| BackupError::Crypto(format!("cannot wrap the file key: {e}")))?;
-        stanzas.extend(
-            wrapped.0.into_iter().map(|s| Stanza { tag: s.tag, args: s.args, body: s.body }),
-        );
+        stanzas.extend(wrapped.0.into_iter().map(|s| Stanza {
+            tag: s.tag,
+            args: s.args,
+            body: s.body,
+        }));
     }
     let version = match opts.cipher {
         Cipher::ChaCha20Poly1305 => Version::AgeV1,
@@ -324,7 +326,9 @@ fn read_header(r: &mut dyn BufRead) -> Result<Vec<u8>, BackupError> {
             // Let the parser say what is wrong with what there is.
             return Ok(buf);
         }
-        if buf[start..].starts_with(b"---") || (start == 0 && !buf.starts_with(b"age") && !buf.starts_with(b"keyward")) {
+        if buf[start..].starts_with(b"---")
+            || (start == 0 && !buf.starts_with(b"age") && !buf.starts_with(b"keyward"))
+        {
             return Ok(buf);
         }
     }

@@ -61,7 +61,12 @@ struct Collected {
     data: BTreeMap<String, Vec<u8>>,
 }
 
-fn add_file(c: &mut Collected, archive: String, path: &Path, restore_to: Option<PathBuf>) -> Result<(), BackupError> {
+fn add_file(
+    c: &mut Collected,
+    archive: String,
+    path: &Path,
+    restore_to: Option<PathBuf>,
+) -> Result<(), BackupError> {
     let meta = std::fs::symlink_metadata(path).map_err(|e| BackupError::io("inspect", path, e))?;
     if !meta.is_file() {
         return Err(BackupError::State(format!(
@@ -95,7 +100,8 @@ fn add_tree(c: &mut Collected, prefix: &str, dir: &Path, skip: &[&str]) -> Resul
         }
         let path = e.path();
         let archive = format!("{prefix}/{name}");
-        let meta = std::fs::symlink_metadata(&path).map_err(|e| BackupError::io("inspect", &path, e))?;
+        let meta =
+            std::fs::symlink_metadata(&path).map_err(|e| BackupError::io("inspect", &path, e))?;
         if meta.is_dir() {
             c.entries.push(Entry {
                 archive: archive.clone(),
@@ -233,10 +239,8 @@ pub fn export(ctx: &Context, output: &Path) -> Result<Exit, Error> {
         ))
         .into());
     }
-    let recipients: Vec<Recipient> = dr
-        .iter()
-        .map(|r| keys::parse_recipient(r, "dr.recipients"))
-        .collect::<Result<_, _>>()?;
+    let recipients: Vec<Recipient> =
+        dr.iter().map(|r| keys::parse_recipient(r, "dr.recipients")).collect::<Result<_, _>>()?;
     let (key, _) = super::command::signing_key(ctx, true)?;
     let result = (|| {
         let c = collect(ctx)?;
@@ -271,7 +275,8 @@ pub fn export(ctx: &Context, output: &Path) -> Result<Exit, Error> {
         Ok(done) => {
             ctx.audit.append(
                 "export-state",
-                Object::new("dr-export", output.display().to_string()).fingerprint(done.sha256.clone()),
+                Object::new("dr-export", output.display().to_string())
+                    .fingerprint(done.sha256.clone()),
                 Outcome::Ok,
                 Some(&format!("{} files for {} DR recipient(s)", done.files, done.recipients)),
             )?;
@@ -299,18 +304,28 @@ fn safe_archive_path(p: &str) -> bool {
     let path = Path::new(p);
     !p.is_empty()
         && path.components().all(|c| matches!(c, Component::Normal(_)))
-        && (p == MANIFEST || p.starts_with("config/") || p.starts_with("state/") || p.starts_with("extra/"))
+        && (p == MANIFEST
+            || p.starts_with("config/")
+            || p.starts_with("state/")
+            || p.starts_with("extra/"))
 }
 
 fn check_archive(tar_bytes: &[u8]) -> Result<Checked, BackupError> {
-    let bad = |m: String| BackupError::State(format!("the DR export's archive is invalid: {m}; nothing was restored"));
+    let bad = |m: String| {
+        BackupError::State(format!("the DR export's archive is invalid: {m}; nothing was restored"))
+    };
     let mut archive = tar::Archive::new(tar_bytes);
     let mut files = BTreeMap::new();
     let mut dirs = BTreeMap::new();
     let mut manifest: Option<Manifest> = None;
     for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
         let mut entry = entry.map_err(|e| bad(e.to_string()))?;
-        let path = entry.path().map_err(|e| bad(e.to_string()))?.to_string_lossy().trim_end_matches('/').to_string();
+        let path = entry
+            .path()
+            .map_err(|e| bad(e.to_string()))?
+            .to_string_lossy()
+            .trim_end_matches('/')
+            .to_string();
         if !safe_archive_path(&path) {
             return Err(bad(format!("unexpected path {path:?}")));
         }
@@ -319,7 +334,9 @@ fn check_archive(tar_bytes: &[u8]) -> Result<Checked, BackupError> {
                 let mut data = Vec::new();
                 entry.read_to_end(&mut data).map_err(|e| bad(e.to_string()))?;
                 if path == MANIFEST {
-                    manifest = Some(serde_json::from_slice(&data).map_err(|e| bad(format!("manifest: {e}")))?);
+                    manifest = Some(
+                        serde_json::from_slice(&data).map_err(|e| bad(format!("manifest: {e}")))?,
+                    );
                 } else if files.insert(path.clone(), data).is_some() {
                     return Err(bad(format!("{path} appears twice")));
                 }
@@ -342,7 +359,9 @@ fn check_archive(tar_bytes: &[u8]) -> Result<Checked, BackupError> {
         match e.kind.as_str() {
             "file" => {
                 listed += 1;
-                let data = files.get(&e.archive).ok_or_else(|| bad(format!("{} is missing", e.archive)))?;
+                let data = files
+                    .get(&e.archive)
+                    .ok_or_else(|| bad(format!("{} is missing", e.archive)))?;
                 if data.len() as u64 != e.size || crate::util::sha256_hex(data) != e.sha256 {
                     return Err(bad(format!("{} does not match its checksum", e.archive)));
                 }
@@ -403,7 +422,9 @@ impl Human for Restored {
         ));
         match (&self.signed_by, self.signer_trusted) {
             (Some(s), true) => out.push_str(&format!("  signed by the trusted key {s}\n")),
-            (Some(s), false) => out.push_str(&format!("  signed by {s} (compare it with the server's key; pass --signer to require it)\n")),
+            (Some(s), false) => out.push_str(&format!(
+                "  signed by {s} (compare it with the server's key; pass --signer to require it)\n"
+            )),
             (None, _) => out.push_str("  UNSIGNED export\n"),
         }
         if let Some(p) = &self.previous_state_moved_to {
@@ -439,7 +460,10 @@ pub fn restore(a: RestoreArgs) -> Result<Exit, Error> {
         identities.extend(keys::identities_file(f)?);
     }
     if identities.is_empty() {
-        return Err(BackupError::Usage("restore state needs the DR identity: pass -i DR_IDENTITY_FILE".into()).into());
+        return Err(BackupError::Usage(
+            "restore state needs the DR identity: pass -i DR_IDENTITY_FILE".into(),
+        )
+        .into());
     }
     let signer = a.signer.as_deref().map(keys::parse_signer).transpose()?;
     let opts = DecryptOptions { identities, signer, ..DecryptOptions::default() };
@@ -453,11 +477,17 @@ pub fn restore(a: RestoreArgs) -> Result<Exit, Error> {
     let config_path = if a.config.is_absolute() {
         a.config.clone()
     } else {
-        std::env::current_dir().map_err(|e| BackupError::io("find", Path::new("."), e))?.join(&a.config)
+        std::env::current_dir()
+            .map_err(|e| BackupError::io("find", Path::new("."), e))?
+            .join(&a.config)
     };
     let config_dir = config_path.parent().map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
-    let toml_text = String::from_utf8(checked.files["config/keyward.toml"].clone())
-        .map_err(|_| BackupError::State("the exported keyward.toml is not UTF-8; nothing was restored".into()))?;
+    let toml_text =
+        String::from_utf8(checked.files["config/keyward.toml"].clone()).map_err(|_| {
+            BackupError::State(
+                "the exported keyward.toml is not UTF-8; nothing was restored".into(),
+            )
+        })?;
     let file: ConfigFile = crate::config::parse_toml(&config_path, &toml_text)?;
     let config = Config { file, path: config_path.clone(), dir: config_dir.clone() };
     let state_dir = config.state_dir();
@@ -498,7 +528,8 @@ pub fn restore(a: RestoreArgs) -> Result<Exit, Error> {
                 "{}.before-restore-{stamp}",
                 state_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
             ));
-            std::fs::rename(&state_dir, &aside).map_err(|e| BackupError::io("move aside", &state_dir, e))?;
+            std::fs::rename(&state_dir, &aside)
+                .map_err(|e| BackupError::io("move aside", &state_dir, e))?;
             moved = Some(aside);
         }
     }
@@ -511,7 +542,8 @@ pub fn restore(a: RestoreArgs) -> Result<Exit, Error> {
     }
     for (t, e) in targets.iter().filter(|(_, e)| e.kind == "file") {
         let data = &checked.files[&e.archive];
-        crate::store::atomic_write(t, data, FileMode::with_mode(e.mode)).map_err(BackupError::from)?;
+        crate::store::atomic_write(t, data, FileMode::with_mode(e.mode))
+            .map_err(BackupError::from)?;
     }
     // 6. Audit, in the restored log (continuing its chain).
     let audit = AuditLog::new(config.audit_file(), "restore state");

@@ -66,9 +66,10 @@ fn nonce(counter: u64, last: bool) -> Nonce {
 
 fn key(cipher: Cipher, key: &[u8; 32]) -> LessSafeKey {
     // Both algorithms take 32-byte keys, so construction cannot fail.
-    LessSafeKey::new(UnboundKey::new(cipher.algorithm(), key).unwrap_or_else(|_| {
-        unreachable!("32-byte key for a 256-bit AEAD")
-    }))
+    LessSafeKey::new(
+        UnboundKey::new(cipher.algorithm(), key)
+            .unwrap_or_else(|_| unreachable!("32-byte key for a 256-bit AEAD")),
+    )
 }
 
 /// Number of worker threads: every core.
@@ -128,8 +129,7 @@ fn pipeline(
                 let Ok(mut buf) = free_rx.recv() else { return Ok(()) };
                 let len = read_batch(input, &mut buf)?;
                 let short = len < full;
-                let batch =
-                    Batch { seq, buf, len, last: false, out_len: 0, error: None };
+                let batch = Batch { seq, buf, len, last: false, out_len: 0, error: None };
                 seq += 1;
                 if len == 0 {
                     let mut last = pending.take().unwrap_or(batch);
@@ -170,7 +170,9 @@ fn pipeline(
         match (written, read) {
             (Err(e), _) => Err(e),
             (Ok(n), Ok(Ok(()))) => Ok(n),
-            (Ok(n), Ok(Err(e))) => Err(StreamError::Io { op: "read the input", source: e, released: n }),
+            (Ok(n), Ok(Err(e))) => {
+                Err(StreamError::Io { op: "read the input", source: e, released: n })
+            }
             (Ok(n), Err(_)) => Err(StreamError::Io {
                 op: "read the input",
                 source: io::Error::other("the reader thread panicked"),
@@ -196,7 +198,11 @@ fn write_in_order(
         while let Some(b) = waiting.remove(&next) {
             next += 1;
             if let Err(e) = output.write_all(&b.buf[..b.out_len]) {
-                return Err(StreamError::Io { op: "write the output", source: e, released: written });
+                return Err(StreamError::Io {
+                    op: "write the output",
+                    source: e,
+                    released: written,
+                });
             }
             written += b.out_len as u64;
             consumed += b.len as u64;
@@ -295,8 +301,7 @@ pub fn decrypt(
         if b.len == 0 {
             // Only reachable for an empty input: a payload needs at least one chunk.
             b.error = Some(if first == 0 {
-                "the payload is missing (no chunks after the header): the file is truncated"
-                    .into()
+                "the payload is missing (no chunks after the header): the file is truncated".into()
             } else {
                 "internal: empty batch".into()
             });
@@ -325,7 +330,12 @@ pub fn decrypt(
             };
             let (len, error) = if let Some(len) = open(at_eof, &mut scratch) {
                 if at_eof && len == 0 && counter != 0 {
-                    (0, Some(format!("the final chunk ({counter}) is empty after data: the file was tampered with")))
+                    (
+                        0,
+                        Some(format!(
+                            "the final chunk ({counter}) is empty after data: the file was tampered with"
+                        )),
+                    )
                 } else {
                     (len, None)
                 }
@@ -333,20 +343,32 @@ pub fn decrypt(
                 // Full chunk: maybe a final chunk followed by more data, or a non-final
                 // chunk where the file ends (truncated).
                 match open(!at_eof, &mut scratch) {
-                    Some(len) if at_eof => (len, Some(format!(
-                        "the payload ends after chunk {counter} without a final chunk: the file is truncated"
-                    ))),
-                    Some(len) => (len, Some(format!(
-                        "chunk {counter} is the final chunk but data follows it: something was appended to the file"
-                    ))),
-                    None => (0, Some(format!(
-                        "chunk {counter} does not authenticate: the file was tampered with, reordered or truncated"
-                    ))),
+                    Some(len) if at_eof => (
+                        len,
+                        Some(format!(
+                            "the payload ends after chunk {counter} without a final chunk: the file is truncated"
+                        )),
+                    ),
+                    Some(len) => (
+                        len,
+                        Some(format!(
+                            "chunk {counter} is the final chunk but data follows it: something was appended to the file"
+                        )),
+                    ),
+                    None => (
+                        0,
+                        Some(format!(
+                            "chunk {counter} does not authenticate: the file was tampered with, reordered or truncated"
+                        )),
+                    ),
                 }
             } else {
-                (0, Some(format!(
-                    "chunk {counter} does not authenticate: the file was tampered with, reordered or truncated"
-                )))
+                (
+                    0,
+                    Some(format!(
+                        "chunk {counter} does not authenticate: the file was tampered with, reordered or truncated"
+                    )),
+                )
             };
             b.buf[out..out + len].copy_from_slice(&scratch[..len]);
             out += len;
@@ -383,7 +405,16 @@ mod tests {
     #[test]
     fn sizes_at_every_boundary_round_trip() {
         for cipher in [Cipher::ChaCha20Poly1305, Cipher::Aes256Gcm] {
-            for n in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, BATCH * CHUNK, BATCH * CHUNK + 1, 3 * BATCH * CHUNK] {
+            for n in [
+                0,
+                1,
+                CHUNK - 1,
+                CHUNK,
+                CHUNK + 1,
+                BATCH * CHUNK,
+                BATCH * CHUNK + 1,
+                3 * BATCH * CHUNK,
+            ] {
                 let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
                 let ct = enc(cipher, &data);
                 let chunks = n.div_ceil(CHUNK).max(1);

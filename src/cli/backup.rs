@@ -125,7 +125,8 @@ impl From<CipherArg> for Cipher {
 
 /// The configuration, when one exists: these commands also work without one.
 fn optional_context(global: &Global, name: &str) -> Option<crate::Context> {
-    let path = global.config.clone().unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CONFIG));
+    let path =
+        global.config.clone().unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CONFIG));
     if !path.exists() {
         return None;
     }
@@ -147,7 +148,9 @@ pub fn dispatch(cmd: BackupCommand, global: &Global) -> Result<Exit, Error> {
         context: optional_context(global, name),
     };
     match cmd {
-        BackupCommand::Keygen { output } => command::keygen(&common("backup keygen"), output.as_deref()),
+        BackupCommand::Keygen { output } => {
+            command::keygen(&common("backup keygen"), output.as_deref())
+        }
         BackupCommand::Encrypt {
             recipients,
             recipients_files,
@@ -174,23 +177,30 @@ pub fn dispatch(cmd: BackupCommand, global: &Global) -> Result<Exit, Error> {
                 input,
             },
         ),
-        BackupCommand::Decrypt { identities, passphrase_file, max_work_factor, signer, output, input } => {
-            command::decrypt(
-                &common("backup decrypt"),
-                DecryptArgs { identities, passphrase_file, max_work_factor, signer, output, input },
+        BackupCommand::Decrypt {
+            identities,
+            passphrase_file,
+            max_work_factor,
+            signer,
+            output,
+            input,
+        } => command::decrypt(
+            &common("backup decrypt"),
+            DecryptArgs { identities, passphrase_file, max_work_factor, signer, output, input },
+        ),
+        BackupCommand::Verify { identities, passphrase_file, max_work_factor, signer, input } => {
+            command::verify(
+                &common("backup verify"),
+                DecryptArgs {
+                    identities,
+                    passphrase_file,
+                    max_work_factor,
+                    signer,
+                    output: None,
+                    input: Some(input),
+                },
             )
         }
-        BackupCommand::Verify { identities, passphrase_file, max_work_factor, signer, input } => command::verify(
-            &common("backup verify"),
-            DecryptArgs {
-                identities,
-                passphrase_file,
-                max_work_factor,
-                signer,
-                output: None,
-                input: Some(input),
-            },
-        ),
         BackupCommand::Signer => {
             let ctx = global.context("backup signer")?;
             command::signer(&ctx)
