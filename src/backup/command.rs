@@ -63,8 +63,27 @@ fn open_input(
             let size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
             Ok((Box::new(f), size, p.display().to_string()))
         }
-        _ => Ok((Box::new(io::stdin()), None, "stdin".into())),
+        _ => {
+            // A duplicate of fd 0 as a File: large reads, no std buffering in between.
+            use std::os::fd::AsFd;
+            let f = io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| BackupError::io("use", Path::new("stdin"), e))?;
+            Ok((Box::new(File::from(f)), None, "stdin".into()))
+        }
     }
+}
+
+/// stdout as a File (a duplicate of fd 1): large writes straight to the descriptor,
+/// without the line buffering of `io::Stdout`.
+fn stdout_file() -> Result<File, BackupError> {
+    use std::os::fd::AsFd;
+    io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(File::from)
+        .map_err(|e| BackupError::io("use", Path::new("stdout"), e))
 }
 
 /// An output file written beside its final path and renamed into place on success.
@@ -90,8 +109,11 @@ impl AtomicOut {
         Ok(AtomicOut { tmp, path: path.to_path_buf() })
     }
 
-    fn commit(self) -> Result<(), BackupError> {
-        self.tmp.as_file().sync_all().map_err(|e| BackupError::io("fsync", &self.path, e))?;
+    /// Renames into place; with `fsync`, the data and the rename are on disk first.
+    fn commit(self, fsync: bool) -> Result<(), BackupError> {
+        if fsync {
+            self.tmp.as_file().sync_all().map_err(|e| BackupError::io("fsync", &self.path, e))?;
+        }
         let path = self.path.clone();
         self.tmp
             .persist(&path)
@@ -100,7 +122,9 @@ impl AtomicOut {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        crate::store::fsync_dir(&dir)?;
+        if fsync {
+            crate::store::fsync_dir(&dir)?;
+        }
         Ok(())
     }
 }
@@ -161,6 +185,8 @@ pub struct EncryptArgs {
     pub cipher: Cipher,
     pub armor: bool,
     pub sign: bool,
+    /// fsync the output file before renaming it into place.
+    pub fsync: bool,
     pub output: Option<PathBuf>,
     pub input: Option<PathBuf>,
 }
@@ -260,16 +286,15 @@ pub fn encrypt(common: &Common, a: EncryptArgs) -> Result<Exit, Error> {
             let r = super::encrypt_stream(&opts, &mut input, out.tmp.as_file_mut(), progress);
             match r {
                 Ok(rep) => {
-                    out.commit()?;
+                    out.commit(a.fsync)?;
                     Ok(rep)
                 }
                 Err(e) => Err(e),
             }
         }
         None => {
-            let stdout = io::stdout();
-            let mut lock = stdout.lock();
-            super::encrypt_stream(&opts, &mut input, &mut lock, progress)
+            let mut out = stdout_file()?;
+            super::encrypt_stream(&opts, &mut input, &mut out, progress)
         }
     };
     if let Some(b) = &bar {
@@ -316,6 +341,8 @@ pub struct DecryptArgs {
     pub passphrase_file: Option<PathBuf>,
     pub max_work_factor: u8,
     pub signer: Option<String>,
+    /// fsync the output file before renaming it into place.
+    pub fsync: bool,
     pub output: Option<PathBuf>,
     pub input: Option<PathBuf>,
 }
@@ -357,13 +384,12 @@ pub fn decrypt(common: &Common, a: DecryptArgs) -> Result<Exit, Error> {
             Some(path) => {
                 let mut out = AtomicOut::create(path)?;
                 let rep = opened.decrypt(out.tmp.as_file_mut(), Some(false), progress)?;
-                out.commit()?;
+                out.commit(a.fsync)?;
                 Ok(rep)
             }
             None => {
-                let stdout = io::stdout();
-                let mut lock = stdout.lock();
-                opened.decrypt(&mut lock, Some(true), progress)
+                let mut out = stdout_file()?;
+                opened.decrypt(&mut out, Some(true), progress)
             }
         }
     })();

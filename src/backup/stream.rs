@@ -83,8 +83,8 @@ struct Batch {
     /// Bytes of input in `buf` (encrypt: plaintext in chunk slots; decrypt: ciphertext).
     len: usize,
     last: bool,
-    /// After processing: bytes to write, and an error after them.
-    out_len: usize,
+    /// After processing: the byte ranges of `buf` to write, and an error after them.
+    segments: Vec<(usize, usize)>,
     error: Option<String>,
 }
 
@@ -129,7 +129,7 @@ fn pipeline(
                 let Ok(mut buf) = free_rx.recv() else { return Ok(()) };
                 let len = read_batch(input, &mut buf)?;
                 let short = len < full;
-                let batch = Batch { seq, buf, len, last: false, out_len: 0, error: None };
+                let batch = Batch { seq, buf, len, last: false, segments: Vec::new(), error: None };
                 seq += 1;
                 if len == 0 {
                     let mut last = pending.take().unwrap_or(batch);
@@ -197,14 +197,14 @@ fn write_in_order(
         waiting.insert(b.seq, b);
         while let Some(b) = waiting.remove(&next) {
             next += 1;
-            if let Err(e) = output.write_all(&b.buf[..b.out_len]) {
+            if let Err(e) = write_segments(output, &b.buf, &b.segments) {
                 return Err(StreamError::Io {
                     op: "write the output",
                     source: e,
                     released: written,
                 });
             }
-            written += b.out_len as u64;
+            written += b.segments.iter().map(|&(_, l)| l as u64).sum::<u64>();
             consumed += b.len as u64;
             if let Some(p) = progress {
                 p(consumed);
@@ -224,6 +224,23 @@ fn write_in_order(
         return Err(StreamError::Io { op: "write the output", source: e, released: written });
     }
     Ok(written)
+}
+
+/// Writes the given ranges of `buf` with as few (vectored) writes as possible.
+fn write_segments(out: &mut dyn Write, buf: &[u8], segments: &[(usize, usize)]) -> io::Result<()> {
+    let mut slices: Vec<io::IoSlice<'_>> =
+        segments.iter().map(|&(s, l)| io::IoSlice::new(&buf[s..s + l])).collect();
+    let mut rest = &mut slices[..];
+    io::IoSlice::advance_slices(&mut rest, 0);
+    while !rest.is_empty() {
+        match out.write_vectored(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Encrypts `input` to `output` (payload only, after the header and nonce).
@@ -278,7 +295,7 @@ pub fn encrypt(
             b.buf[start + n..start + n + TAG].copy_from_slice(tag.as_ref());
             out = start + n + TAG;
         }
-        b.out_len = out;
+        b.segments = vec![(0, out)];
         counted.fetch_add(b.len as u64, std::sync::atomic::Ordering::Relaxed);
     };
     pipeline(input, output, BATCH * CT_CHUNK, BATCH * CHUNK, &read_batch, &work, progress)?;
@@ -308,10 +325,10 @@ pub fn decrypt(
             return;
         }
         let chunks = b.len.div_ceil(CT_CHUNK);
-        let mut out = 0;
-        // Chunks are opened in a scratch copy, so that a failed attempt (which ring
-        // zeroes) can be retried with the other last-chunk flag from the original.
-        let mut scratch = vec![0u8; CT_CHUNK];
+        // Chunks open in place. A full-size chunk is copied first, because ring zeroes a
+        // chunk that fails and a full chunk may need a second try with the other
+        // last-chunk flag (a final chunk followed by data, or a truncated file).
+        let mut backup = vec![0u8; CT_CHUNK];
         for i in 0..chunks {
             let start = i * CT_CHUNK;
             let n = (b.len - start).min(CT_CHUNK);
@@ -322,62 +339,50 @@ pub fn decrypt(
                     Some(format!("chunk {counter} is shorter than its tag: the file is truncated"));
                 break;
             }
-            let open = |last: bool, scratch: &mut [u8]| -> Option<usize> {
-                scratch[..n].copy_from_slice(&b.buf[start..start + n]);
-                k.open_in_place(nonce(counter, last), Aad::empty(), &mut scratch[..n])
-                    .ok()
-                    .map(|p| p.len())
-            };
-            let (len, error) = if let Some(len) = open(at_eof, &mut scratch) {
-                if at_eof && len == 0 && counter != 0 {
-                    (
-                        0,
-                        Some(format!(
-                            "the final chunk ({counter}) is empty after data: the file was tampered with"
-                        )),
-                    )
-                } else {
-                    (len, None)
-                }
-            } else if n == CT_CHUNK {
-                // Full chunk: maybe a final chunk followed by more data, or a non-final
-                // chunk where the file ends (truncated).
-                match open(!at_eof, &mut scratch) {
-                    Some(len) if at_eof => (
-                        len,
-                        Some(format!(
+            let full = n == CT_CHUNK;
+            if full {
+                backup.copy_from_slice(&b.buf[start..start + n]);
+            }
+            let chunk = start..start + n;
+            let opened = k
+                .open_in_place(nonce(counter, at_eof), Aad::empty(), &mut b.buf[chunk.clone()])
+                .map(|p| p.len())
+                .ok();
+            let (len, error) = match opened {
+                Some(0) if at_eof && counter != 0 => (0, Some(format!(
+                    "the final chunk ({counter}) is empty after data: the file was tampered with"
+                ))),
+                Some(len) => (len, None),
+                None if full => {
+                    b.buf[chunk.clone()].copy_from_slice(&backup);
+                    let again = k
+                        .open_in_place(nonce(counter, !at_eof), Aad::empty(), &mut b.buf[chunk])
+                        .map(|p| p.len())
+                        .ok();
+                    match again {
+                        Some(len) if at_eof => (len, Some(format!(
                             "the payload ends after chunk {counter} without a final chunk: the file is truncated"
-                        )),
-                    ),
-                    Some(len) => (
-                        len,
-                        Some(format!(
+                        ))),
+                        Some(len) => (len, Some(format!(
                             "chunk {counter} is the final chunk but data follows it: something was appended to the file"
-                        )),
-                    ),
-                    None => (
-                        0,
-                        Some(format!(
+                        ))),
+                        None => (0, Some(format!(
                             "chunk {counter} does not authenticate: the file was tampered with, reordered or truncated"
-                        )),
-                    ),
+                        ))),
+                    }
                 }
-            } else {
-                (
-                    0,
-                    Some(format!(
-                        "chunk {counter} does not authenticate: the file was tampered with, reordered or truncated"
-                    )),
-                )
+                None => (0, Some(format!(
+                    "chunk {counter} does not authenticate: the file was tampered with, reordered or truncated"
+                ))),
             };
-            b.buf[out..out + len].copy_from_slice(&scratch[..len]);
-            out += len;
+            if len > 0 {
+                b.segments.push((start, len));
+            }
             if error.is_some() {
                 b.error = error;
                 break;
             }
         }
-        b.out_len = out;
     };
     pipeline(input, output, BATCH * CT_CHUNK, BATCH * CT_CHUNK, &read_batch, &work, progress)
 }

@@ -46,6 +46,10 @@ pub enum BackupCommand {
         /// Sign the header with the server's Ed25519 key (provenance)
         #[arg(long)]
         sign: bool,
+        /// Do not fsync OUT before renaming it into place (faster; not crash-safe)
+        #[arg(long)]
+        no_fsync: bool,
+        /// Output file: written beside OUT and renamed into place when complete
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Input file, or - for stdin
@@ -64,6 +68,9 @@ pub enum BackupCommand {
         /// Require a valid signature by this key (keyward-ed25519:… or a file holding it)
         #[arg(long)]
         signer: Option<String>,
+        /// Do not fsync OUT before renaming it into place (faster; not crash-safe)
+        #[arg(long)]
+        no_fsync: bool,
         /// Output file: written only once the whole backup authenticated
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -160,6 +167,7 @@ pub fn dispatch(cmd: BackupCommand, global: &Global) -> Result<Exit, Error> {
             cipher,
             armor,
             sign,
+            no_fsync,
             output,
             input,
         } => command::encrypt(
@@ -173,6 +181,7 @@ pub fn dispatch(cmd: BackupCommand, global: &Global) -> Result<Exit, Error> {
                 cipher: cipher.into(),
                 armor,
                 sign,
+                fsync: !no_fsync,
                 output,
                 input,
             },
@@ -182,11 +191,20 @@ pub fn dispatch(cmd: BackupCommand, global: &Global) -> Result<Exit, Error> {
             passphrase_file,
             max_work_factor,
             signer,
+            no_fsync,
             output,
             input,
         } => command::decrypt(
             &common("backup decrypt"),
-            DecryptArgs { identities, passphrase_file, max_work_factor, signer, output, input },
+            DecryptArgs {
+                identities,
+                passphrase_file,
+                max_work_factor,
+                signer,
+                fsync: !no_fsync,
+                output,
+                input,
+            },
         ),
         BackupCommand::Verify { identities, passphrase_file, max_work_factor, signer, input } => {
             command::verify(
@@ -196,6 +214,7 @@ pub fn dispatch(cmd: BackupCommand, global: &Global) -> Result<Exit, Error> {
                     passphrase_file,
                     max_work_factor,
                     signer,
+                    fsync: false,
                     output: None,
                     input: Some(input),
                 },
