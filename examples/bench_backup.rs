@@ -6,6 +6,8 @@
 //! A file of `--gib` GiB is encrypted and decrypted file → file by keyward (age v1 and
 //! aes-256-gcm), by the age CLI, and copied by `cat` (the I/O bound); each figure is the
 //! median of `--runs` runs, interleaved so that machine noise hits every tool alike.
+//! Twice: with outputs left in the page cache (keyward `--no-fsync`, like age and cat),
+//! and durable (keyward's default fsync; the others' outputs fsynced inside the timing).
 //! Then peak RSS (VmHWM, sampled) of keyward and age encrypting and decrypting a
 //! `--rss-gib` GiB file. Big files go under `--dir` and are deleted at the end.
 
@@ -71,12 +73,9 @@ fn make_input(path: &Path, size: u64) {
     f.flush().unwrap();
 }
 
-fn run_checked(cmd: &mut Command) -> Duration {
-    let start = Instant::now();
+fn run_checked(cmd: &mut Command) {
     let out = cmd.stdin(Stdio::null()).output().expect("spawn");
-    let t = start.elapsed();
     assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-    t
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -150,121 +149,73 @@ fn main() {
     ]));
     run_checked(Command::new(&age).args(["-r", &recipient, "-o", &p("in.byage"), &p("in")]));
 
-    type Op = (&'static str, Box<dyn Fn() -> Command>);
-    let ops: Vec<Op> = vec![
-        (
-            "cat (I/O bound)",
-            Box::new({
-                let (cat, i, o) = (cat.clone(), p("in"), p("out"));
-                move || {
-                    let mut c = Command::new(&cat);
-                    c.arg(&i).stdout(std::fs::File::create(&o).unwrap());
-                    c
-                }
-            }),
-        ),
-        (
-            "keyward encrypt (age v1)",
-            Box::new({
-                let (kw, r, i, o) = (kw.clone(), recipient.clone(), p("in"), p("out"));
-                move || {
-                    let mut c = Command::new(&kw);
-                    c.args(["backup", "encrypt", "-r", &r, "-o", &o, &i]);
-                    c
-                }
-            }),
-        ),
-        (
-            "keyward decrypt (age v1)",
-            Box::new({
-                let (kw, id, i, o) = (kw.clone(), p("id.txt"), p("in.age"), p("out"));
-                move || {
-                    let mut c = Command::new(&kw);
-                    c.args(["backup", "decrypt", "-i", &id, "-o", &o, &i]);
-                    c
-                }
-            }),
-        ),
-        (
-            "keyward encrypt (aes-256-gcm)",
-            Box::new({
-                let (kw, r, i, o) = (kw.clone(), recipient.clone(), p("in"), p("out"));
-                move || {
-                    let mut c = Command::new(&kw);
-                    c.args([
-                        "backup",
-                        "encrypt",
-                        "--cipher",
-                        "aes-256-gcm",
-                        "-r",
-                        &r,
-                        "-o",
-                        &o,
-                        &i,
-                    ]);
-                    c
-                }
-            }),
-        ),
-        (
-            "keyward decrypt (aes-256-gcm)",
-            Box::new({
-                let (kw, id, i, o) = (kw.clone(), p("id.txt"), p("in.kwaes"), p("out"));
-                move || {
-                    let mut c = Command::new(&kw);
-                    c.args(["backup", "decrypt", "-i", &id, "-o", &o, &i]);
-                    c
-                }
-            }),
-        ),
-        (
-            "age CLI encrypt",
-            Box::new({
-                let (age, r, i, o) = (age.clone(), recipient.clone(), p("in"), p("out"));
-                move || {
-                    let mut c = Command::new(&age);
-                    c.args(["-r", &r, "-o", &o, &i]);
-                    c
-                }
-            }),
-        ),
-        (
-            "age CLI decrypt",
-            Box::new({
-                let (age, id, i, o) = (age.clone(), p("id.txt"), p("in.byage"), p("out"));
-                move || {
-                    let mut c = Command::new(&age);
-                    c.args(["-d", "-i", &id, "-o", &o, &i]);
-                    c
-                }
-            }),
-        ),
+    // (name, make the command, its output file to fsync afterwards when durable)
+    type Make = Box<dyn Fn(bool) -> Command>;
+    let kw_op = |args: Vec<String>| -> Make {
+        let kw = kw.clone();
+        Box::new(move |durable| {
+            let mut c = Command::new(&kw);
+            c.args(&args);
+            if !durable {
+                c.arg("--no-fsync");
+            }
+            c
+        })
+    };
+    let (r, id_s, i, o) = (recipient.clone(), p("id.txt"), p("in"), p("out"));
+    let sv = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let ops: Vec<(&str, Make)> = vec![
+        ("cat (I/O bound)", Box::new({
+            let (cat, i, o) = (cat.clone(), i.clone(), o.clone());
+            move |_| {
+                let mut c = Command::new(&cat);
+                c.arg(&i).stdout(std::fs::File::create(&o).unwrap());
+                c
+            }
+        })),
+        ("keyward encrypt (age v1)", kw_op(sv(&["backup", "encrypt", "-r", &r, "-o", &o, &i]))),
+        ("keyward decrypt (age v1)", kw_op(sv(&["backup", "decrypt", "-i", &id_s, "-o", &o, &p("in.age")]))),
+        ("keyward encrypt (aes-256-gcm)", kw_op(sv(&["backup", "encrypt", "--cipher", "aes-256-gcm", "-r", &r, "-o", &o, &i]))),
+        ("keyward decrypt (aes-256-gcm)", kw_op(sv(&["backup", "decrypt", "-i", &id_s, "-o", &o, &p("in.kwaes")]))),
+        ("age CLI encrypt", Box::new({
+            let (age, r, i, o) = (age.clone(), r.clone(), i.clone(), o.clone());
+            move |_| { let mut c = Command::new(&age); c.args(["-r", &r, "-o", &o, &i]); c }
+        })),
+        ("age CLI decrypt", Box::new({
+            let (age, id, i, o) = (age.clone(), id_s.clone(), p("in.byage"), o.clone());
+            move |_| { let mut c = Command::new(&age); c.args(["-d", "-i", &id, "-o", &o, &i]); c }
+        })),
     ];
-    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); ops.len()];
-    for _ in 0..a.runs {
-        for (i, (_, make)) in ops.iter().enumerate() {
-            let _ = std::fs::remove_file(d.join("out"));
-            times[i].push(run_checked(&mut make()));
-        }
-    }
-    let med: Vec<Duration> = times.into_iter().map(median).collect();
     let mibs = |t: Duration| size as f64 / (1 << 20) as f64 / t.as_secs_f64();
-    let (age_enc, age_dec) = (mibs(med[5]), mibs(med[6]));
-    println!("\n{:<32} {:>10} {:>10} {:>12}", "file → file", "median s", "MiB/s", "vs age CLI");
-    for (i, (name, _)) in ops.iter().enumerate() {
-        let base = if name.contains("decrypt") { age_dec } else { age_enc };
-        let ratio = if name.starts_with("cat") {
-            String::from("-")
-        } else {
-            format!("{:.2}x", mibs(med[i]) / base)
-        };
+    for durable in [false, true] {
+        let mut times: Vec<Vec<Duration>> = vec![Vec::new(); ops.len()];
+        for _ in 0..a.runs {
+            for (k, (name, make)) in ops.iter().enumerate() {
+                let _ = std::fs::remove_file(d.join("out"));
+                let start = Instant::now();
+                run_checked(&mut make(durable));
+                // keyward fsyncs its own output unless --no-fsync; the others are made
+                // durable here, inside the timing, so that every figure means the same.
+                if durable && !name.starts_with("keyward") {
+                    std::fs::File::open(d.join("out")).unwrap().sync_all().unwrap();
+                }
+                times[k].push(start.elapsed());
+            }
+        }
+        let med: Vec<Duration> = times.into_iter().map(median).collect();
+        let (age_enc, age_dec) = (mibs(med[5]), mibs(med[6]));
         println!(
-            "{:<32} {:>10.3} {:>10.0} {:>12}",
-            name,
-            med[i].as_secs_f64(),
-            mibs(med[i]),
-            ratio
+            "\n{:<32} {:>10} {:>10} {:>12}",
+            if durable { "file → file, durable (fsync)" } else { "file → file, page cache" },
+            "median s",
+            "MiB/s",
+            "vs age CLI"
         );
+        for (k, (name, _)) in ops.iter().enumerate() {
+            let base = if name.contains("decrypt") { age_dec } else { age_enc };
+            let ratio = if name.starts_with("cat") { String::from("-") } else { format!("{:.2}x", mibs(med[k]) / base) };
+            println!("{:<32} {:>10.3} {:>10.0} {:>12}", name, med[k].as_secs_f64(), mibs(med[k]), ratio);
+        }
     }
     for f in ["out", "in", "in.age", "in.kwaes", "in.byage"] {
         let _ = std::fs::remove_file(d.join(f));

@@ -388,3 +388,40 @@ fn json_documents_and_binary_to_terminal_rules() {
     assert_eq!(doc["ok"], true);
     kw(d, &["--format", "prometheus", "backup", "verify", "-i", s(&f.id), "c.age"]).code(2);
 }
+
+#[test]
+fn a_progress_bar_on_a_terminal_only() {
+    // Under a pty (util-linux `script`) stderr is a terminal: the bar is drawn there.
+    require_tool("script", "apt-get install bsdutils");
+    let f = fixture();
+    let d = f.dir.path();
+    std::fs::write(d.join("big"), data(48 << 20)).unwrap();
+    let cmd = format!(
+        "{} backup encrypt -r {} -o {} {}",
+        keyward_bin().display(),
+        f.recipient,
+        s(&d.join("big.age")),
+        s(&d.join("big"))
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("KEYWARD_CONFIG", d.join("none.toml"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("MiB"), "no progress bar on the terminal: {shown:?}");
+    // The same command with -q, and off a terminal, prints nothing.
+    let out = Command::new("script")
+        .args(["-qec", &format!("{cmd} -q"), "/dev/null"])
+        .env("KEYWARD_CONFIG", d.join("none.toml"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty(), "{:?}", String::from_utf8_lossy(&out.stdout));
+    let r = kw(d, &["backup", "encrypt", "-r", &f.recipient, "-o", "big2.age", "big"]);
+    r.code(0);
+    assert!(r.stderr.is_empty() && r.stdout.is_empty());
+}

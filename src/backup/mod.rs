@@ -311,7 +311,6 @@ impl Default for DecryptOptions {
     }
 }
 
-type Input = Box<dyn BufRead + Send>;
 
 /// Reads the header lines (through the MAC line) from `r`.
 fn read_header(r: &mut dyn BufRead) -> Result<Vec<u8>, BackupError> {
@@ -345,18 +344,19 @@ fn read_error(e: io::Error) -> BackupError {
 pub struct Opened {
     pub header: Header,
     payload_key: zeroize::Zeroizing<[u8; 32]>,
-    input: Input,
+    /// The payload: what the header reader had buffered, then the rest of the input.
+    input: Box<dyn Read + Send>,
     pub signed_by: Option<String>,
     pub signer_trusted: bool,
 }
 
 /// Opens a backup: armor detection, header, recipients, MAC, provenance, nonce.
 pub fn open(input: Box<dyn Read + Send>, opts: &DecryptOptions) -> Result<Opened, BackupError> {
-    let mut raw = BufReader::with_capacity(1 << 20, input);
-    let mut input: Input = if armor::detect(&mut raw).map_err(read_error)? {
-        Box::new(BufReader::with_capacity(1 << 20, armor::ArmorReader::new(raw)))
+    let mut raw: BufReader<Box<dyn Read + Send>> = BufReader::with_capacity(64 << 10, input);
+    let mut input: BufReader<Box<dyn Read + Send>> = if armor::detect(&mut raw).map_err(read_error)? {
+        BufReader::with_capacity(64 << 10, Box::new(armor::ArmorReader::new(raw)))
     } else {
-        Box::new(raw)
+        raw
     };
     let bytes = read_header(&mut input)?;
     let header = Header::parse(&bytes).map_err(|e| match e {
@@ -371,7 +371,7 @@ pub fn open(input: Box<dyn Read + Send>, opts: &DecryptOptions) -> Result<Opened
         HeaderError::Invalid(m) => BackupError::Header(m),
     })?;
     let sig_index = check_signature_stanza(&header)?;
-    let file_key = unwrap(&header, opts)?;
+    let file_key = zeroize::Zeroizing::new(unwrap(&header, opts)?);
     if !header.verify_mac(&file_key) {
         return Err(BackupError::HeaderMac);
     }
@@ -382,6 +382,10 @@ pub fn open(input: Box<dyn Read + Send>, opts: &DecryptOptions) -> Result<Opened
         None => BackupError::Header("the file ends before the payload nonce (truncated)".into()),
     })?;
     let payload_key = zeroize::Zeroizing::new(payload_key(header.version, &file_key, &nonce));
+    // Hand the payload reader the buffered bytes, then the input itself, so that payload
+    // reads go straight to the file in large blocks.
+    let buffered = std::io::Cursor::new(input.buffer().to_vec());
+    let input: Box<dyn Read + Send> = Box::new(buffered.chain(input.into_inner()));
     Ok(Opened { header, payload_key, input, signed_by, signer_trusted })
 }
 

@@ -102,6 +102,29 @@ fn fill(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
+/// Reads plaintext into the chunk slots of `buf` (each `CHUNK` bytes followed by a
+/// tag-sized gap) with vectored reads, until the slots are full or EOF.
+fn fill_slots(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut total = 0;
+    while total < BATCH * CHUNK {
+        let (slot, off) = (total / CHUNK, total % CHUNK);
+        let mut slices: Vec<io::IoSliceMut<'_>> = buf
+            .chunks_mut(CT_CHUNK)
+            .take(BATCH)
+            .skip(slot)
+            .enumerate()
+            .map(|(j, c)| io::IoSliceMut::new(if j == 0 { &mut c[off..CHUNK] } else { &mut c[..CHUNK] }))
+            .collect();
+        match r.read_vectored(&mut slices) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(total)
+}
+
 /// Shared pipeline: the reader fills batches, workers run `work`, the caller writes.
 fn pipeline(
     input: &mut (dyn Read + Send),
@@ -255,18 +278,7 @@ pub fn encrypt(
     let k = key(cipher, payload_key);
     // Plaintext is read into chunk slots with a tag-sized gap after each, so sealing in
     // place leaves the ciphertext contiguous.
-    let read_batch = |r: &mut dyn Read, buf: &mut [u8]| -> io::Result<usize> {
-        let mut total = 0;
-        for slot in 0..BATCH {
-            let start = slot * CT_CHUNK;
-            let n = fill(r, &mut buf[start..start + CHUNK])?;
-            total += n;
-            if n < CHUNK {
-                break;
-            }
-        }
-        Ok(total)
-    };
+    let read_batch = |r: &mut dyn Read, buf: &mut [u8]| fill_slots(r, buf);
     let mut plaintext = 0u64;
     let counted = std::sync::atomic::AtomicU64::new(0);
     let work = |b: &mut Batch| {
