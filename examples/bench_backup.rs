@@ -88,16 +88,13 @@ fn peak_rss(mut child: Child) -> u64 {
     let status = format!("/proc/{}/status", child.id());
     let mut peak = 0u64;
     loop {
-        if let Ok(s) = std::fs::read_to_string(&status) {
-            if let Some(kb) = s
-                .lines()
+        let hwm = std::fs::read_to_string(&status).ok().and_then(|s| {
+            s.lines()
                 .find(|l| l.starts_with("VmHWM:"))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse::<u64>().ok())
-            {
-                peak = peak.max(kb);
-            }
-        }
+        });
+        peak = peak.max(hwm.unwrap_or(0));
         if let Some(st) = child.try_wait().unwrap() {
             assert!(st.success(), "the measured command failed");
             return peak;
@@ -165,26 +162,52 @@ fn main() {
     let (r, id_s, i, o) = (recipient.clone(), p("id.txt"), p("in"), p("out"));
     let sv = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let ops: Vec<(&str, Make)> = vec![
-        ("cat (I/O bound)", Box::new({
-            let (cat, i, o) = (cat.clone(), i.clone(), o.clone());
-            move |_| {
-                let mut c = Command::new(&cat);
-                c.arg(&i).stdout(std::fs::File::create(&o).unwrap());
-                c
-            }
-        })),
+        (
+            "cat (I/O bound)",
+            Box::new({
+                let (cat, i, o) = (cat.clone(), i.clone(), o.clone());
+                move |_| {
+                    let mut c = Command::new(&cat);
+                    c.arg(&i).stdout(std::fs::File::create(&o).unwrap());
+                    c
+                }
+            }),
+        ),
         ("keyward encrypt (age v1)", kw_op(sv(&["backup", "encrypt", "-r", &r, "-o", &o, &i]))),
-        ("keyward decrypt (age v1)", kw_op(sv(&["backup", "decrypt", "-i", &id_s, "-o", &o, &p("in.age")]))),
-        ("keyward encrypt (aes-256-gcm)", kw_op(sv(&["backup", "encrypt", "--cipher", "aes-256-gcm", "-r", &r, "-o", &o, &i]))),
-        ("keyward decrypt (aes-256-gcm)", kw_op(sv(&["backup", "decrypt", "-i", &id_s, "-o", &o, &p("in.kwaes")]))),
-        ("age CLI encrypt", Box::new({
-            let (age, r, i, o) = (age.clone(), r.clone(), i.clone(), o.clone());
-            move |_| { let mut c = Command::new(&age); c.args(["-r", &r, "-o", &o, &i]); c }
-        })),
-        ("age CLI decrypt", Box::new({
-            let (age, id, i, o) = (age.clone(), id_s.clone(), p("in.byage"), o.clone());
-            move |_| { let mut c = Command::new(&age); c.args(["-d", "-i", &id, "-o", &o, &i]); c }
-        })),
+        (
+            "keyward decrypt (age v1)",
+            kw_op(sv(&["backup", "decrypt", "-i", &id_s, "-o", &o, &p("in.age")])),
+        ),
+        (
+            "keyward encrypt (aes-256-gcm)",
+            kw_op(sv(&["backup", "encrypt", "--cipher", "aes-256-gcm", "-r", &r, "-o", &o, &i])),
+        ),
+        (
+            "keyward decrypt (aes-256-gcm)",
+            kw_op(sv(&["backup", "decrypt", "-i", &id_s, "-o", &o, &p("in.kwaes")])),
+        ),
+        (
+            "age CLI encrypt",
+            Box::new({
+                let (age, r, i, o) = (age.clone(), r.clone(), i.clone(), o.clone());
+                move |_| {
+                    let mut c = Command::new(&age);
+                    c.args(["-r", &r, "-o", &o, &i]);
+                    c
+                }
+            }),
+        ),
+        (
+            "age CLI decrypt",
+            Box::new({
+                let (age, id, i, o) = (age.clone(), id_s.clone(), p("in.byage"), o.clone());
+                move |_| {
+                    let mut c = Command::new(&age);
+                    c.args(["-d", "-i", &id, "-o", &o, &i]);
+                    c
+                }
+            }),
+        ),
     ];
     let mibs = |t: Duration| size as f64 / (1 << 20) as f64 / t.as_secs_f64();
     for durable in [false, true] {
@@ -213,8 +236,18 @@ fn main() {
         );
         for (k, (name, _)) in ops.iter().enumerate() {
             let base = if name.contains("decrypt") { age_dec } else { age_enc };
-            let ratio = if name.starts_with("cat") { String::from("-") } else { format!("{:.2}x", mibs(med[k]) / base) };
-            println!("{:<32} {:>10.3} {:>10.0} {:>12}", name, med[k].as_secs_f64(), mibs(med[k]), ratio);
+            let ratio = if name.starts_with("cat") {
+                String::from("-")
+            } else {
+                format!("{:.2}x", mibs(med[k]) / base)
+            };
+            println!(
+                "{:<32} {:>10.3} {:>10.0} {:>12}",
+                name,
+                med[k].as_secs_f64(),
+                mibs(med[k]),
+                ratio
+            );
         }
     }
     for f in ["out", "in", "in.age", "in.kwaes", "in.byage"] {

@@ -104,11 +104,12 @@ fn a_failed_decrypt_to_a_file_leaves_nothing_behind() {
     kw(d, &["backup", "encrypt", "-r", &f.recipient, "-o", s(&ct_path), s(&plain)]).code(0);
     let ct = std::fs::read(&ct_path).unwrap();
     let h = header_len(&ct);
-    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
-    cases.push(("truncated mid-chunk", ct[..h + CT_CHUNK + 500].to_vec()));
-    cases.push(("truncated at a chunk boundary", ct[..h + 2 * CT_CHUNK].to_vec()));
-    cases.push(("missing final chunk", ct[..h + 3 * CT_CHUNK].to_vec()));
-    cases.push(("header only", ct[..h].to_vec()));
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated mid-chunk", ct[..h + CT_CHUNK + 500].to_vec()),
+        ("truncated at a chunk boundary", ct[..h + 2 * CT_CHUNK].to_vec()),
+        ("missing final chunk", ct[..h + 3 * CT_CHUNK].to_vec()),
+        ("header only", ct[..h].to_vec()),
+    ];
     let mut flip = ct.clone();
     flip[h + CT_CHUNK + 7] ^= 0x80;
     cases.push(("bit flip in the payload", flip));

@@ -28,10 +28,10 @@ pub struct Common {
 
 impl Common {
     fn audit(&self, action: &str, name: &str, outcome: Outcome, detail: Option<&str>) {
-        if let Some(ctx) = &self.context {
-            if let Err(e) = ctx.audit.append(action, Object::new("backup", name), outcome, detail) {
-                crate::warn!("could not write the audit record: {e}");
-            }
+        if let Some(ctx) = &self.context
+            && let Err(e) = ctx.audit.append(action, Object::new("backup", name), outcome, detail)
+        {
+            crate::warn!("could not write the audit record: {e}");
         }
     }
 }
@@ -53,10 +53,11 @@ fn progress_bar(size: Option<u64>, verbosity: i8) -> Option<indicatif::ProgressB
     Some(bar)
 }
 
+/// An opened input: the reader, its size when known, and its name for messages.
+type OpenInput = (Box<dyn Read + Send>, Option<u64>, String);
+
 /// Input: a file (with its size) or stdin.
-fn open_input(
-    input: &Option<PathBuf>,
-) -> Result<(Box<dyn Read + Send>, Option<u64>, String), BackupError> {
+fn open_input(input: &Option<PathBuf>) -> Result<OpenInput, BackupError> {
     match input {
         Some(p) if p.as_os_str() != "-" => {
             let f = File::open(p).map_err(|e| BackupError::io("open", p, e))?;
@@ -399,10 +400,10 @@ pub fn decrypt(common: &Common, a: DecryptArgs) -> Result<Exit, Error> {
     match result {
         Ok(report) => {
             common.audit("decrypt", &input_name, Outcome::Ok, Some(report.format));
-            if let Some(s) = &report.signed_by {
-                if !report.signer_trusted {
-                    crate::info!("signed by {s} (pass --signer to require it)");
-                }
+            if let Some(s) = &report.signed_by
+                && !report.signer_trusted
+            {
+                crate::info!("signed by {s} (pass --signer to require it)");
             }
             emit_if_file(
                 common,

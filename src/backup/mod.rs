@@ -311,7 +311,6 @@ impl Default for DecryptOptions {
     }
 }
 
-
 /// Reads the header lines (through the MAC line) from `r`.
 fn read_header(r: &mut dyn BufRead) -> Result<Vec<u8>, BackupError> {
     let mut buf = Vec::new();
@@ -353,11 +352,12 @@ pub struct Opened {
 /// Opens a backup: armor detection, header, recipients, MAC, provenance, nonce.
 pub fn open(input: Box<dyn Read + Send>, opts: &DecryptOptions) -> Result<Opened, BackupError> {
     let mut raw: BufReader<Box<dyn Read + Send>> = BufReader::with_capacity(64 << 10, input);
-    let mut input: BufReader<Box<dyn Read + Send>> = if armor::detect(&mut raw).map_err(read_error)? {
-        BufReader::with_capacity(64 << 10, Box::new(armor::ArmorReader::new(raw)))
-    } else {
-        raw
-    };
+    let mut input: BufReader<Box<dyn Read + Send>> =
+        if armor::detect(&mut raw).map_err(read_error)? {
+            BufReader::with_capacity(64 << 10, Box::new(armor::ArmorReader::new(raw)))
+        } else {
+            raw
+        };
     let bytes = read_header(&mut input)?;
     let header = Header::parse(&bytes).map_err(|e| match e {
         HeaderError::Incomplete => {

@@ -113,7 +113,9 @@ fn fill_slots(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
             .take(BATCH)
             .skip(slot)
             .enumerate()
-            .map(|(j, c)| io::IoSliceMut::new(if j == 0 { &mut c[off..CHUNK] } else { &mut c[..CHUNK] }))
+            .map(|(j, c)| {
+                io::IoSliceMut::new(if j == 0 { &mut c[off..CHUNK] } else { &mut c[..CHUNK] })
+            })
             .collect();
         match r.read_vectored(&mut slices) {
             Ok(0) => break,
@@ -125,13 +127,16 @@ fn fill_slots(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(total)
 }
 
+/// Fills one batch buffer from the input; returns the bytes read.
+type ReadBatch = dyn Fn(&mut dyn Read, &mut [u8]) -> io::Result<usize> + Sync;
+
 /// Shared pipeline: the reader fills batches, workers run `work`, the caller writes.
 fn pipeline(
     input: &mut (dyn Read + Send),
     output: &mut dyn Write,
     buf_size: usize,
     full: usize,
-    read_batch: &(dyn Fn(&mut dyn Read, &mut [u8]) -> io::Result<usize> + Sync),
+    read_batch: &ReadBatch,
     work: &(dyn Fn(&mut Batch) + Sync),
     progress: Option<Progress<'_>>,
 ) -> Result<u64, StreamError> {
@@ -160,10 +165,10 @@ fn pipeline(
                     let _ = work_tx.send(last);
                     return Ok(());
                 }
-                if let Some(p) = pending.take() {
-                    if work_tx.send(p).is_err() {
-                        return Ok(());
-                    }
+                if let Some(p) = pending.take()
+                    && work_tx.send(p).is_err()
+                {
+                    return Ok(());
                 }
                 if short {
                     let mut b = batch;
@@ -361,9 +366,12 @@ pub fn decrypt(
                 .map(|p| p.len())
                 .ok();
             let (len, error) = match opened {
-                Some(0) if at_eof && counter != 0 => (0, Some(format!(
-                    "the final chunk ({counter}) is empty after data: the file was tampered with"
-                ))),
+                Some(0) if at_eof && counter != 0 => (
+                    0,
+                    Some(format!(
+                        "the final chunk ({counter}) is empty after data: the file was tampered with"
+                    )),
+                ),
                 Some(len) => (len, None),
                 None if full => {
                     b.buf[chunk.clone()].copy_from_slice(&backup);
@@ -372,20 +380,32 @@ pub fn decrypt(
                         .map(|p| p.len())
                         .ok();
                     match again {
-                        Some(len) if at_eof => (len, Some(format!(
-                            "the payload ends after chunk {counter} without a final chunk: the file is truncated"
-                        ))),
-                        Some(len) => (len, Some(format!(
-                            "chunk {counter} is the final chunk but data follows it: something was appended to the file"
-                        ))),
-                        None => (0, Some(format!(
-                            "chunk {counter} does not authenticate: the file was tampered with, reordered or truncated"
-                        ))),
+                        Some(len) if at_eof => (
+                            len,
+                            Some(format!(
+                                "the payload ends after chunk {counter} without a final chunk: the file is truncated"
+                            )),
+                        ),
+                        Some(len) => (
+                            len,
+                            Some(format!(
+                                "chunk {counter} is the final chunk but data follows it: something was appended to the file"
+                            )),
+                        ),
+                        None => (
+                            0,
+                            Some(format!(
+                                "chunk {counter} does not authenticate: the file was tampered with, reordered or truncated"
+                            )),
+                        ),
                     }
                 }
-                None => (0, Some(format!(
-                    "chunk {counter} does not authenticate: the file was tampered with, reordered or truncated"
-                ))),
+                None => (
+                    0,
+                    Some(format!(
+                        "chunk {counter} does not authenticate: the file was tampered with, reordered or truncated"
+                    )),
+                ),
             };
             if len > 0 {
                 b.segments.push((start, len));
