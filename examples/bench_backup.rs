@@ -6,8 +6,9 @@
 //! A file of `--gib` GiB is encrypted and decrypted file → file by keyward (age v1 and
 //! aes-256-gcm), by the age CLI, and copied by `cat` (the I/O bound); each figure is the
 //! median of `--runs` runs, interleaved so that machine noise hits every tool alike.
-//! Twice: with outputs left in the page cache (keyward `--no-fsync`, like age and cat),
-//! and durable (keyward's default fsync; the others' outputs fsynced inside the timing).
+//! Three ways: outputs left in the page cache (keyward `--no-fsync`, like age and cat),
+//! durable (keyward's default fsync; the others' outputs fsynced inside the timing), and
+//! to /dev/null (no output file: what the cipher and the read path cost alone).
 //! Then peak RSS (VmHWM, sampled) of keyward and age encrypting and decrypting a
 //! `--rss-gib` GiB file. Big files go under `--dir` and are deleted at the end.
 
@@ -78,6 +79,21 @@ fn run_checked(cmd: &mut Command) {
     assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// CPU seconds (user + system) of all waited-for children so far, from /proc/self/stat.
+fn children_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name in parentheses; cutime and cstime are 16 and 17.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(16) + ticks(17)) / 100.0
+}
+
+fn median_f(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -116,6 +132,8 @@ fn main() {
     let out = Command::new(&kw).args(["backup", "keygen", "-o", &p("id.txt")]).output().unwrap();
     let recipient = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let size = a.gib << 30;
+    let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average at start: {}", load().trim());
     println!(
         "input: {} GiB, {} runs each (median), {} cores",
         a.gib,
@@ -146,93 +164,90 @@ fn main() {
     ]));
     run_checked(Command::new(&age).args(["-r", &recipient, "-o", &p("in.byage"), &p("in")]));
 
-    // (name, make the command, its output file to fsync afterwards when durable)
-    type Make = Box<dyn Fn(bool) -> Command>;
-    let kw_op = |args: Vec<String>| -> Make {
-        let kw = kw.clone();
-        Box::new(move |durable| {
-            let mut c = Command::new(&kw);
-            c.args(&args);
-            if !durable {
-                c.arg("--no-fsync");
+    // Three modes: 0 file → file in the page cache (keyward --no-fsync, like age and cat);
+    // 1 file → file, durable (keyward's default fsync; the others' output fsynced inside
+    // the timing); 2 file → /dev/null (no output file: the compute and read path alone).
+    type Make = Box<dyn Fn(u8) -> Command>;
+    fn build(bin: &Path, args: &[String], mode: u8, keyward: bool) -> Command {
+        let mut c = Command::new(bin);
+        let mut skip = false;
+        for a in args {
+            if skip {
+                skip = false;
+                continue;
             }
-            c
-        })
+            if mode == 2 && a == "-o" {
+                skip = true;
+                continue;
+            }
+            c.arg(a);
+        }
+        if keyward && mode == 0 {
+            c.arg("--no-fsync");
+        }
+        if mode == 2 {
+            c.stdout(std::fs::File::create("/dev/null").unwrap());
+        }
+        c
+    }
+    let op = |bin: &PathBuf, args: &[&str]| -> Make {
+        let (bin, args) = (bin.clone(), args.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+        let keyward = bin.ends_with("keyward");
+        Box::new(move |mode| build(&bin, &args, mode, keyward))
     };
     let (r, id_s, i, o) = (recipient.clone(), p("id.txt"), p("in"), p("out"));
-    let sv = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let (in_age, in_aes, in_byage) = (p("in.age"), p("in.kwaes"), p("in.byage"));
     let ops: Vec<(&str, Make)> = vec![
-        (
-            "cat (I/O bound)",
-            Box::new({
-                let (cat, i, o) = (cat.clone(), i.clone(), o.clone());
-                move |_| {
-                    let mut c = Command::new(&cat);
-                    c.arg(&i).stdout(std::fs::File::create(&o).unwrap());
-                    c
-                }
-            }),
-        ),
-        ("keyward encrypt (age v1)", kw_op(sv(&["backup", "encrypt", "-r", &r, "-o", &o, &i]))),
+        ("cat (I/O bound)", {
+            let (cat, i, o) = (cat.clone(), i.clone(), o.clone());
+            Box::new(move |mode| {
+                let mut c = Command::new(&cat);
+                c.arg(&i);
+                let target = if mode == 2 { "/dev/null" } else { o.as_str() };
+                c.stdout(std::fs::File::create(target).unwrap());
+                c
+            })
+        }),
+        ("keyward encrypt (age v1)", op(&kw, &["backup", "encrypt", "-r", &r, "-o", &o, &i])),
         (
             "keyward decrypt (age v1)",
-            kw_op(sv(&["backup", "decrypt", "-i", &id_s, "-o", &o, &p("in.age")])),
+            op(&kw, &["backup", "decrypt", "-i", &id_s, "-o", &o, &in_age]),
         ),
         (
             "keyward encrypt (aes-256-gcm)",
-            kw_op(sv(&["backup", "encrypt", "--cipher", "aes-256-gcm", "-r", &r, "-o", &o, &i])),
+            op(&kw, &["backup", "encrypt", "--cipher", "aes-256-gcm", "-r", &r, "-o", &o, &i]),
         ),
         (
             "keyward decrypt (aes-256-gcm)",
-            kw_op(sv(&["backup", "decrypt", "-i", &id_s, "-o", &o, &p("in.kwaes")])),
+            op(&kw, &["backup", "decrypt", "-i", &id_s, "-o", &o, &in_aes]),
         ),
-        (
-            "age CLI encrypt",
-            Box::new({
-                let (age, r, i, o) = (age.clone(), r.clone(), i.clone(), o.clone());
-                move |_| {
-                    let mut c = Command::new(&age);
-                    c.args(["-r", &r, "-o", &o, &i]);
-                    c
-                }
-            }),
-        ),
-        (
-            "age CLI decrypt",
-            Box::new({
-                let (age, id, i, o) = (age.clone(), id_s.clone(), p("in.byage"), o.clone());
-                move |_| {
-                    let mut c = Command::new(&age);
-                    c.args(["-d", "-i", &id, "-o", &o, &i]);
-                    c
-                }
-            }),
-        ),
+        ("age CLI encrypt", op(&age, &["-r", &r, "-o", &o, &i])),
+        ("age CLI decrypt", op(&age, &["-d", "-i", &id_s, "-o", &o, &in_byage])),
     ];
     let mibs = |t: Duration| size as f64 / (1 << 20) as f64 / t.as_secs_f64();
-    for durable in [false, true] {
+    for mode in [0u8, 1, 2] {
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); ops.len()];
+        let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); ops.len()];
         for _ in 0..a.runs {
             for (k, (name, make)) in ops.iter().enumerate() {
                 let _ = std::fs::remove_file(d.join("out"));
                 let start = Instant::now();
-                run_checked(&mut make(durable));
-                // keyward fsyncs its own output unless --no-fsync; the others are made
-                // durable here, inside the timing, so that every figure means the same.
-                if durable && !name.starts_with("keyward") {
+                let cpu_before = children_cpu();
+                run_checked(&mut make(mode));
+                cpu[k].push(children_cpu() - cpu_before);
+                if mode == 1 && !name.starts_with("keyward") {
                     std::fs::File::open(d.join("out")).unwrap().sync_all().unwrap();
                 }
                 times[k].push(start.elapsed());
             }
         }
         let med: Vec<Duration> = times.into_iter().map(median).collect();
+        let cpu: Vec<f64> = cpu.into_iter().map(median_f).collect();
         let (age_enc, age_dec) = (mibs(med[5]), mibs(med[6]));
+        let title = ["file → file, page cache", "file → file, durable (fsync)", "file → /dev/null"];
         println!(
-            "\n{:<32} {:>10} {:>10} {:>12}",
-            if durable { "file → file, durable (fsync)" } else { "file → file, page cache" },
-            "median s",
-            "MiB/s",
-            "vs age CLI"
+            "\n{:<32} {:>10} {:>10} {:>12} {:>8}",
+            title[mode as usize], "median s", "MiB/s", "vs age CLI", "CPU s"
         );
         for (k, (name, _)) in ops.iter().enumerate() {
             let base = if name.contains("decrypt") { age_dec } else { age_enc };
@@ -242,11 +257,12 @@ fn main() {
                 format!("{:.2}x", mibs(med[k]) / base)
             };
             println!(
-                "{:<32} {:>10.3} {:>10.0} {:>12}",
+                "{:<32} {:>10.3} {:>10.0} {:>12} {:>8.2}",
                 name,
                 med[k].as_secs_f64(),
                 mibs(med[k]),
-                ratio
+                ratio,
+                cpu[k]
             );
         }
     }
@@ -290,6 +306,7 @@ fn main() {
         kw_aes as f64 / 1024.0
     );
     println!("{:<40} {:>8.1} MiB", "age CLI encrypt (→ stdout)", age_enc_rss as f64 / 1024.0);
+    println!("\nload average at end: {}", load().trim());
     for f in ["big", "big.age", "id.txt"] {
         let _ = std::fs::remove_file(d.join(f));
     }

@@ -175,3 +175,35 @@ fn success_vectors_rebuilt_as_the_aes_variant() {
     }
     assert!(rebuilt >= 15, "only {rebuilt} vectors rebuilt");
 }
+
+/// The rules implementations commonly get wrong, by name, with the message an operator
+/// sees.
+#[test]
+fn the_rules_implementations_get_wrong() {
+    let dir = vectors_dir();
+    let cases: &[(&str, &str, &str)] = &[
+        ("stream_last_chunk_full", "success", ""),
+        ("stream_empty_payload", "success", ""),
+        ("stream_trailing_garbage_short", "payload failure", "data follows it"),
+        ("stream_trailing_garbage_long", "payload failure", "data follows it"),
+        ("stream_no_final", "payload failure", "without a final chunk"),
+        ("stream_last_chunk_empty", "payload failure", "empty after data"),
+        ("stream_two_final_chunks", "payload failure", "data follows it"),
+        ("stanza_not_canonical", "header failure", "canonical"),
+        ("x25519_not_canonical_share", "header failure", "malformed"),
+        ("armor_not_canonical", "armor failure", "canonical"),
+        ("x25519_low_order", "header failure", "malformed"),
+        ("scrypt_and_x25519", "header failure", "only stanza"),
+        ("scrypt_double", "header failure", "only stanza"),
+        ("scrypt_work_factor_23", "header failure", "--max-work-factor 23"),
+        ("stanza_missing_final_line", "header failure", ""),
+        ("hmac_bad", "HMAC failure", "tampered"),
+    ];
+    for (name, expect, message) in cases {
+        let v = load(&dir.join(name));
+        assert_eq!(&v.expect, expect, "{name}: the vector's own expectation");
+        let (got, _, msg) = run(&v);
+        assert_eq!(&got, expect, "{name}: {msg}");
+        assert!(msg.contains(message), "{name}: {msg:?} should mention {message:?}");
+    }
+}

@@ -30,10 +30,14 @@ fn installation() -> (Env, std::path::PathBuf) {
     let r = env.run(&["backup", "keygen", "-o", dr_id.to_str().unwrap()]);
     r.code(0);
     let recipient = r.stdout.trim().to_string();
-    let mut toml = std::fs::read_to_string(env.config()).unwrap();
-    toml.push_str(&format!(
-        "\n[dr]\nrecipients = [\"{recipient}\"]\n\n[backup]\ndr_include = [\"machine.key\"]\n"
-    ));
+    let toml = std::fs::read_to_string(env.config()).unwrap();
+    let include = "dr_include = [\"machine.key\"]\n";
+    let mut toml = if toml.contains("\n[backup]\n") {
+        toml.replacen("\n[backup]\n", &format!("\n[backup]\n{include}"), 1)
+    } else {
+        format!("{toml}\n[backup]\n{include}")
+    };
+    toml.push_str(&format!("\n[dr]\nrecipients = [\"{recipient}\"]\n"));
     std::fs::write(env.config(), toml).unwrap();
     write(&env.path("machine.key"), "machine-key-bytes\n", 0o600);
     write(&env.path("state/secrets/store.json"), &format!("{{\"v\":\"{CANARY}\"}}\n"), 0o600);

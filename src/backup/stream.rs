@@ -357,8 +357,10 @@ pub fn decrypt(
                 break;
             }
             let full = n == CT_CHUNK;
-            if full {
-                backup.copy_from_slice(&b.buf[start..start + n]);
+            // The chunk at EOF is kept too (once per file), to tell truncation apart.
+            let keep = full || at_eof;
+            if keep {
+                backup[..n].copy_from_slice(&b.buf[start..start + n]);
             }
             let chunk = start..start + n;
             let opened = k
@@ -373,15 +375,17 @@ pub fn decrypt(
                     )),
                 ),
                 Some(len) => (len, None),
-                None if full => {
-                    b.buf[chunk.clone()].copy_from_slice(&backup);
+                None if keep => {
+                    b.buf[chunk.clone()].copy_from_slice(&backup[..n]);
                     let again = k
                         .open_in_place(nonce(counter, !at_eof), Aad::empty(), &mut b.buf[chunk])
                         .map(|p| p.len())
                         .ok();
                     match again {
+                        // A short chunk is never a valid non-final chunk: nothing of it
+                        // is released, but the message says what happened.
                         Some(len) if at_eof => (
-                            len,
+                            if full { len } else { 0 },
                             Some(format!(
                                 "the payload ends after chunk {counter} without a final chunk: the file is truncated"
                             )),
