@@ -36,21 +36,42 @@ impl Common {
     }
 }
 
-fn progress_bar(size: Option<u64>, verbosity: i8) -> Option<indicatif::ProgressBar> {
-    let size = size?;
-    if verbosity < 0 || !io::stderr().is_terminal() || size < 4 << 20 {
-        return None;
+/// The progress bar: on stderr, only when it is a terminal and the size is known.
+struct Bar(Option<indicatif::ProgressBar>);
+
+impl Bar {
+    fn new(size: Option<u64>, verbosity: i8) -> Bar {
+        let Some(size) = size else { return Bar(None) };
+        if verbosity < 0 || !io::stderr().is_terminal() || size < 4 << 20 {
+            return Bar(None);
+        }
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(size),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        ) {
+            bar.set_style(style);
+        }
+        Bar(Some(bar))
     }
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(size),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    ) {
-        bar.set_style(style);
+
+    fn tick(&self, consumed: u64) {
+        if let Some(b) = &self.0 {
+            b.set_position(consumed);
+        }
     }
-    Some(bar)
+
+    fn shown(&self) -> bool {
+        self.0.is_some()
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
 }
 
 /// An opened input: the reader, its size when known, and its name for messages.
@@ -270,14 +291,9 @@ pub fn encrypt(common: &Common, a: EncryptArgs) -> Result<Exit, Error> {
         .into());
     }
     let (mut input, size, input_name) = open_input(&a.input)?;
-    let bar = progress_bar(size, common.verbosity);
-    let tick = |n: u64| {
-        if let Some(b) = &bar {
-            b.set_position(n);
-        }
-    };
-    let progress: Option<super::stream::Progress<'_>> =
-        if bar.is_some() { Some(&tick) } else { None };
+    let bar = Bar::new(size, common.verbosity);
+    let tick = |n: u64| bar.tick(n);
+    let progress: Option<super::stream::Progress<'_>> = bar.shown().then_some(&tick);
     let opts =
         EncryptOptions { cipher: a.cipher, recipients, armor: a.armor, signer: signer.as_ref() };
     let output_name = a.output.as_ref().map_or("stdout".to_string(), |p| p.display().to_string());
@@ -298,9 +314,7 @@ pub fn encrypt(common: &Common, a: EncryptArgs) -> Result<Exit, Error> {
             super::encrypt_stream(&opts, &mut input, &mut out, progress)
         }
     };
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
+    bar.finish();
     match result {
         Ok(report) => {
             common.audit(
@@ -371,14 +385,9 @@ pub fn decrypt(common: &Common, a: DecryptArgs) -> Result<Exit, Error> {
     let opts = decrypt_options(&a, Some(a.output.is_none()))?;
     let (input, size, input_name) = open_input(&a.input)?;
     let output_name = a.output.as_ref().map_or("stdout".to_string(), |p| p.display().to_string());
-    let bar = progress_bar(size, common.verbosity);
-    let tick = |n: u64| {
-        if let Some(b) = &bar {
-            b.set_position(n);
-        }
-    };
-    let progress: Option<super::stream::Progress<'_>> =
-        if bar.is_some() { Some(&tick) } else { None };
+    let bar = Bar::new(size, common.verbosity);
+    let tick = |n: u64| bar.tick(n);
+    let progress: Option<super::stream::Progress<'_>> = bar.shown().then_some(&tick);
     let result = (|| {
         let opened = super::open(input, &opts)?;
         match &a.output {
@@ -394,9 +403,7 @@ pub fn decrypt(common: &Common, a: DecryptArgs) -> Result<Exit, Error> {
             }
         }
     })();
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
+    bar.finish();
     match result {
         Ok(report) => {
             common.audit("decrypt", &input_name, Outcome::Ok, Some(report.format));
@@ -446,18 +453,11 @@ impl Human for Verified {
 pub fn verify(common: &Common, a: DecryptArgs) -> Result<Exit, Error> {
     let opts = decrypt_options(&a, None)?;
     let (input, size, input_name) = open_input(&a.input)?;
-    let bar = progress_bar(size, common.verbosity);
-    let tick = |n: u64| {
-        if let Some(b) = &bar {
-            b.set_position(n);
-        }
-    };
-    let progress: Option<super::stream::Progress<'_>> =
-        if bar.is_some() { Some(&tick) } else { None };
+    let bar = Bar::new(size, common.verbosity);
+    let tick = |n: u64| bar.tick(n);
+    let progress: Option<super::stream::Progress<'_>> = bar.shown().then_some(&tick);
     let result = super::decrypt_stream(input, &mut io::sink(), &opts, progress);
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
+    bar.finish();
     match result {
         Ok(report) => {
             common.audit("verify", &input_name, Outcome::Ok, Some(report.format));

@@ -284,7 +284,6 @@ pub fn encrypt(
     // Plaintext is read into chunk slots with a tag-sized gap after each, so sealing in
     // place leaves the ciphertext contiguous.
     let read_batch = |r: &mut dyn Read, buf: &mut [u8]| fill_slots(r, buf);
-    let mut plaintext = 0u64;
     let counted = std::sync::atomic::AtomicU64::new(0);
     let work = |b: &mut Batch| {
         let mut chunks = b.len.div_ceil(CHUNK);
@@ -316,8 +315,7 @@ pub fn encrypt(
         counted.fetch_add(b.len as u64, std::sync::atomic::Ordering::Relaxed);
     };
     pipeline(input, output, BATCH * CT_CHUNK, BATCH * CHUNK, &read_batch, &work, progress)?;
-    plaintext += counted.load(std::sync::atomic::Ordering::Relaxed);
-    Ok(plaintext)
+    Ok(counted.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 /// Decrypts a payload (what follows the nonce). Returns the plaintext length.

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Subcommand, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 
 use super::Global;
 use crate::backup::command::{self, Common, DecryptArgs, EncryptArgs};
@@ -57,36 +57,22 @@ pub enum BackupCommand {
     },
     /// Decrypt age or aes-256-gcm backups
     Decrypt {
-        #[arg(short, long = "identity")]
-        identities: Vec<PathBuf>,
-        /// Passphrase from the first line of FILE (else $KEYWARD_PASSPHRASE, else the terminal)
-        #[arg(long, value_name = "FILE")]
-        passphrase_file: Option<PathBuf>,
-        /// Highest scrypt work factor (log2 N) accepted
-        #[arg(long, default_value_t = DEFAULT_MAX_WORK_FACTOR, value_name = "LOG2N")]
-        max_work_factor: u8,
-        /// Require a valid signature by this key (keyward-ed25519:… or a file holding it)
-        #[arg(long)]
-        signer: Option<String>,
+        #[command(flatten)]
+        open: OpenArgs,
         /// Do not fsync OUT before renaming it into place (faster; not crash-safe)
         #[arg(long)]
         no_fsync: bool,
         /// Output file: written only once the whole backup authenticated
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Input file, or - for stdin
         input: Option<PathBuf>,
     },
     /// Full authentication pass, no output
     Verify {
-        #[arg(short, long = "identity")]
-        identities: Vec<PathBuf>,
-        #[arg(long, value_name = "FILE")]
-        passphrase_file: Option<PathBuf>,
-        #[arg(long, default_value_t = DEFAULT_MAX_WORK_FACTOR, value_name = "LOG2N")]
-        max_work_factor: u8,
-        /// Require a valid signature by this key (keyward-ed25519:… or a file holding it)
-        #[arg(long)]
-        signer: Option<String>,
+        #[command(flatten)]
+        open: OpenArgs,
+        /// The backup to check
         input: PathBuf,
     },
     /// The server's backup signing public key (created on first use)
@@ -96,6 +82,42 @@ pub enum BackupCommand {
         #[arg(short, long)]
         output: PathBuf,
     },
+}
+
+/// How to open a backup: identities, passphrase, scrypt cap, trusted signer.
+#[derive(Debug, Args)]
+pub struct OpenArgs {
+    /// Identity file (AGE-SECRET-KEY-1…), repeatable
+    #[arg(short, long = "identity")]
+    identities: Vec<PathBuf>,
+    /// Passphrase from the first line of FILE (else $KEYWARD_PASSPHRASE, else the terminal)
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+    /// Highest scrypt work factor (log2 N) accepted
+    #[arg(long, default_value_t = DEFAULT_MAX_WORK_FACTOR, value_name = "LOG2N")]
+    max_work_factor: u8,
+    /// Require a valid signature by this key (keyward-ed25519:… or a file holding it)
+    #[arg(long)]
+    signer: Option<String>,
+}
+
+impl OpenArgs {
+    fn into_args(
+        self,
+        fsync: bool,
+        output: Option<PathBuf>,
+        input: Option<PathBuf>,
+    ) -> DecryptArgs {
+        DecryptArgs {
+            identities: self.identities,
+            passphrase_file: self.passphrase_file,
+            max_work_factor: self.max_work_factor,
+            signer: self.signer,
+            fsync,
+            output,
+            input,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,39 +208,11 @@ pub fn dispatch(cmd: BackupCommand, global: &Global) -> Result<Exit, Error> {
                 input,
             },
         ),
-        BackupCommand::Decrypt {
-            identities,
-            passphrase_file,
-            max_work_factor,
-            signer,
-            no_fsync,
-            output,
-            input,
-        } => command::decrypt(
-            &common("backup decrypt"),
-            DecryptArgs {
-                identities,
-                passphrase_file,
-                max_work_factor,
-                signer,
-                fsync: !no_fsync,
-                output,
-                input,
-            },
-        ),
-        BackupCommand::Verify { identities, passphrase_file, max_work_factor, signer, input } => {
-            command::verify(
-                &common("backup verify"),
-                DecryptArgs {
-                    identities,
-                    passphrase_file,
-                    max_work_factor,
-                    signer,
-                    fsync: false,
-                    output: None,
-                    input: Some(input),
-                },
-            )
+        BackupCommand::Decrypt { open, no_fsync, output, input } => {
+            command::decrypt(&common("backup decrypt"), open.into_args(!no_fsync, output, input))
+        }
+        BackupCommand::Verify { open, input } => {
+            command::verify(&common("backup verify"), open.into_args(false, None, Some(input)))
         }
         BackupCommand::Signer => {
             let ctx = global.context("backup signer")?;
