@@ -260,6 +260,24 @@ fn passphrases_never_leak_and_the_work_factor_is_capped() {
     );
     r2.code(2);
     assert!(r2.stderr.contains("alone"), "{}", r2.stderr);
+    // A work factor that stock age would refuse is refused at encryption.
+    let r6 = kw(
+        d,
+        &[
+            "backup",
+            "encrypt",
+            "--passphrase-file",
+            "pass",
+            "--work-factor",
+            "23",
+            "-o",
+            "y.age",
+            "p",
+        ],
+    );
+    r6.code(2);
+    assert!(r6.stderr.contains("10–22"), "{}", r6.stderr);
+    assert!(!d.join("y.age").exists());
     // Capped below the file's factor: refused with the way out.
     let r3 = kw(
         d,

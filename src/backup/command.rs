@@ -262,9 +262,11 @@ pub fn encrypt(common: &Common, a: EncryptArgs) -> Result<Exit, Error> {
             )
             .into());
         }
-        if !(10..=30).contains(&a.work_factor) {
+        // Above the decryption cap of the reference implementations, stock age (and
+        // keyward without --max-work-factor) would refuse the file.
+        if !(10..=super::DEFAULT_MAX_WORK_FACTOR).contains(&a.work_factor) {
             return Err(BackupError::Usage(format!(
-                "--work-factor {} is out of range (10–30; decryption caps it at {} by default)",
+                "--work-factor {} is out of range (10–{}): above it, age refuses to decrypt the file",
                 a.work_factor,
                 super::DEFAULT_MAX_WORK_FACTOR
             ))
