@@ -88,7 +88,10 @@ fn keygen_never_overwrites_and_prints_only_the_recipient() {
     r.code(0);
     assert!(r.stdout.contains("AGE-SECRET-KEY-1"));
     assert!(r.stderr.starts_with("public key: age1"), "{}", r.stderr);
-    // JSON.
+    // JSON: never with the identity in it.
+    let r = kw(f.dir.path(), &["--format", "json", "backup", "keygen"]);
+    r.code(2);
+    assert!(!r.stdout.contains("AGE-SECRET-KEY"));
     let p = f.dir.path().join("id2.txt");
     let doc = kw(f.dir.path(), &["--format", "json", "backup", "keygen", "-o", s(&p)]).json();
     assert!(doc["recipient"].as_str().unwrap().starts_with("age1"));

@@ -185,6 +185,12 @@ pub fn keygen(common: &Common, output: Option<&Path>) -> Result<Exit, Error> {
             crate::output::emit(common.format, &Made { recipient, file: Some(path.to_path_buf()) })
         }
         None => {
+            if common.format == Format::Json {
+                return Err(BackupError::Usage(
+                    "with --format json pass -o FILE: a secret identity is never part of a JSON document".into(),
+                )
+                .into());
+            }
             if io::stdout().is_terminal() {
                 return Err(BackupError::Usage(
                     "refusing to print a secret identity on the terminal: pass -o FILE (or redirect stdout)".into(),
