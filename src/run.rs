@@ -141,10 +141,23 @@ pub fn run(ctx: &Context, dry_run: bool) -> Result<Exit, Error> {
     ];
     let exit = steps.iter().fold(Exit::Ok, |e, s| e.worst(s.exit()));
     let summary = Summary { dry_run, steps, exit };
+    let mut summary = summary;
     if !dry_run {
         record(ctx, &summary)?;
-        // Metrics last, so they show this run's outcome.
-        crate::status::write_textfile(ctx)?;
+        // Metrics last, so they show this run's outcome. A failure to write them is
+        // one more failed item, never a reason to hide what the run did.
+        if let Err(e) = crate::status::write_textfile(ctx) {
+            let mut step = Step::new("metrics");
+            step.actions.push(Action {
+                object: "textfile".into(),
+                action: "write".into(),
+                reason: "metrics.textfile".into(),
+                result: ActionResult::Failed { error: e.to_string() },
+            });
+            summary.steps.push(step);
+            summary.exit = summary.exit.worst(Exit::Failed);
+            record(ctx, &summary)?;
+        }
     }
     journal_line(&summary);
     crate::output::emit(ctx.format, &summary)

@@ -15,7 +15,11 @@ use common::Env;
 use github_fixture::*;
 use github_server::{GithubServer, TOKEN, repo_key};
 
+/// The `[github]` section for the local server. The starter's secrets are dropped:
+/// these tests drive the sync state directly (the policies' values are synced end to
+/// end in tests/github_end_to_end.rs).
 fn configure(env: &Env, s: &GithubServer, extra: &str) {
+    env.drop_sections(&["secrets"]);
     let mut t = std::fs::read_to_string(env.config()).unwrap();
     t.push_str(&format!(
         "\n[github]\napi_url = \"{}\"\nowner = \"pazpaz\"\nrepository = \"app\"\npause_ms = 0\nbackoff_ms = 10\n{extra}",

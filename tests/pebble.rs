@@ -18,30 +18,14 @@ use pebble::{Nginx, Pebble, PebbleOpts, Version};
 /// The starter's `[ca]` and `[secrets]` sections are dropped: these tests move the clock
 /// far ahead, and CRL refreshes or rotations would then be due too.
 fn configure(env: &Env, pebble: &Pebble, certs: &str) {
-    let mut text = acme_only(&std::fs::read_to_string(env.config()).unwrap());
+    env.drop_sections(&["ca", "secrets"]);
+    let mut text = std::fs::read_to_string(env.config()).unwrap();
     text.push_str(&format!(
         "\n[acme]\ndirectory = \"{}\"\nca_file = \"{}\"\ncontact = [\"ops@pazpaz.test\"]\noutput_dir = \"letsencrypt\"\ntimeout_seconds = 10\nvalidation_timeout_seconds = 30\n{certs}",
         pebble.directory(),
         pebble.tls.ca_file.display()
     ));
     std::fs::write(env.config(), text).unwrap();
-}
-
-/// keyward.toml without its `[ca…]` and `[secrets…]` tables.
-fn acme_only(config: &str) -> String {
-    let mut out = String::new();
-    let mut skip = false;
-    for line in config.lines() {
-        if line.starts_with('[') {
-            let name = line.trim_start_matches('[').split([']', '.']).next().unwrap_or("");
-            skip = name == "ca" || name == "secrets";
-        }
-        if !skip {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
 }
 
 fn live(env: &Env, name: &str, file: &str) -> std::path::PathBuf {

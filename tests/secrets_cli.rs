@@ -82,6 +82,8 @@ fn set_reads_stdin_only() {
 #[test]
 fn list_rotate_rollback_and_status_due_dates() {
     let env = Env::init();
+    // The clock moves 91 days: without the CA, whose CRLs would be stale by then.
+    env.drop_sections(&["ca"]);
     env.run(&["run"]).code(0);
     let r = env.run(&["--format", "json", "secrets", "list"]);
     r.code(0);

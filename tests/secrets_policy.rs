@@ -5,8 +5,11 @@ mod common;
 
 use common::{Env, tree};
 
+/// A starter installation without the CA (whose first run would deploy certificates:
+/// these tests check that a bad policy writes nothing) and with one more policy file.
 fn with_policy(text: &str) -> Env {
     let env = Env::init();
+    env.drop_sections(&["ca"]);
     std::fs::write(env.path("policies/zz-test.toml"), text).unwrap();
     env
 }

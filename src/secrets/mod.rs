@@ -213,6 +213,9 @@ pub struct GithubItem {
 /// Every secret whose policy names GitHub scopes, with its current value. Secrets
 /// without a current value yet (never generated, imported but not set) are left out.
 pub fn github_items(ctx: &Context) -> Result<Vec<GithubItem>, SecretsError> {
+    if ctx.config.file.secrets.is_none() {
+        return Ok(Vec::new());
+    }
     let s = Secrets::open(ctx)?;
     let mut out = Vec::new();
     for p in s.policies.iter().filter(|p| !p.github.is_empty()) {

@@ -100,6 +100,25 @@ impl Env {
         self.path("keyward.toml")
     }
 
+    /// Removes tables (and their subtables) from keyward.toml, for a test that is about
+    /// one capability and moves the clock: `env.drop_sections(&["ca", "secrets"])`.
+    pub fn drop_sections(&self, names: &[&str]) {
+        let text = std::fs::read_to_string(self.config()).unwrap();
+        let mut out = String::new();
+        let mut skip = false;
+        for line in text.lines() {
+            if line.starts_with('[') {
+                let name = line.trim_start_matches('[').split([']', '.']).next().unwrap_or("");
+                skip = names.contains(&name);
+            }
+            if !skip {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        std::fs::write(self.config(), out).unwrap();
+    }
+
     pub fn set_env(&mut self, k: &str, v: &str) {
         self.envs.push((k.into(), v.into()));
     }
