@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use common::{Env, require_tool, tree, tree_contains};
@@ -12,41 +12,28 @@ use common::{Env, require_tool, tree, tree_contains};
 const NOW: &str = "2027-01-15T08:00:00Z";
 const CANARY: &str = "state-canary-9d2f-secret-value";
 
-fn write(path: &Path, body: &str, mode: u32) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, body).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().mode() & 0o7777
 }
 
-/// An installation with DR recipients, some state, a machine key outside the state
-/// folder, and one finished run.
+/// A real installation: the starter config with DR recipients, one finished run (the
+/// CA, its leaves and every generated secret), an imported secret holding the canary,
+/// and the machine key outside the state folder (the export must carry it unasked).
 fn installation() -> (Env, std::path::PathBuf) {
     let env = Env::init();
     let dr_id = env.path("dr-identity.txt");
     let r = env.run(&["backup", "keygen", "-o", dr_id.to_str().unwrap()]);
     r.code(0);
     let recipient = r.stdout.trim().to_string();
-    let toml = std::fs::read_to_string(env.config()).unwrap();
-    let include = "dr_include = [\"machine.key\"]\n";
-    let mut toml = if toml.contains("\n[backup]\n") {
-        toml.replacen("\n[backup]\n", &format!("\n[backup]\n{include}"), 1)
-    } else {
-        format!("{toml}\n[backup]\n{include}")
-    };
+    let mut toml = std::fs::read_to_string(env.config()).unwrap();
     toml.push_str(&format!("\n[dr]\nrecipients = [\"{recipient}\"]\n"));
     std::fs::write(env.config(), toml).unwrap();
-    write(&env.path("machine.key"), "machine-key-bytes\n", 0o600);
-    write(&env.path("state/secrets/store.json"), &format!("{{\"v\":\"{CANARY}\"}}\n"), 0o600);
-    write(&env.path("state/ca/root.key.age"), "encrypted CA key\n", 0o600);
-    std::fs::set_permissions(env.path("state/ca"), std::fs::Permissions::from_mode(0o700)).unwrap();
-    write(&env.path("state/acme/account.json"), "{\"kid\":\"https://acme/acct/1\"}\n", 0o600);
-    write(&env.path("ca/postgres-server.toml"), "# profile\n", 0o644);
-    write(&env.path("policies/secrets.toml"), "# policies\n", 0o644);
     env.run_env(&["run"], &[("KEYWARD_NOW", NOW)]).code(0);
+    let r = env.run_stdin(&["secrets", "set", "SMTP_PASSWORD"], CANARY.as_bytes());
+    r.code(0);
+    // The demo's env file holds the value in clear (that is its purpose); the export
+    // covers keyward's own files, where the canary must only ever be encrypted.
+    assert!(env.path("machine.key").is_file());
     (env, dr_id)
 }
 
@@ -90,13 +77,13 @@ fn export_and_restore_on_a_fresh_machine() {
     for rel in [
         "keyward.toml",
         "machine.key",
-        "state/secrets/store.json",
-        "state/ca/root.key.age",
-        "state/acme/account.json",
+        "state/secrets/vault.json",
+        "state/ca/manifest.json",
+        "state/ca/index.json",
         "state/last-run.json",
         "state/backup-signing.key",
         "ca/postgres-server.toml",
-        "policies/secrets.toml",
+        "policies/database.toml",
     ] {
         let (a, b) = (env.path(rel), new_root.join(rel));
         assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "{rel}");
@@ -106,6 +93,17 @@ fn export_and_restore_on_a_fresh_machine() {
     assert_eq!(mode(&new_root.join("state/ca")), 0o700);
     assert!(!new_root.join("state/lock").exists());
     assert_eq!(status(&env, &new_config), original, "status of the restored copy");
+    // The restored machine key opens the restored store: the same values come back.
+    for name in ["SMTP_PASSWORD", "SECRET_KEY", "POSTGRES_PASSWORD"] {
+        let a = env.run(&["secrets", "get", name]);
+        let b = env.run_env(
+            &["secrets", "get", name],
+            &[("KEYWARD_CONFIG", new_config.to_str().unwrap())],
+        );
+        a.code(0);
+        b.code(0);
+        assert_eq!(a.stdout, b.stdout, "{name}");
+    }
     let v = env.run_env(&["audit", "verify"], &[("KEYWARD_CONFIG", new_config.to_str().unwrap())]);
     v.code(0);
     let log = std::fs::read_to_string(new_root.join("state/audit.jsonl")).unwrap();
@@ -114,14 +112,12 @@ fn export_and_restore_on_a_fresh_machine() {
     assert!(!r.stdout.contains(CANARY) && !r.stderr.contains(CANARY));
     assert!(!log.contains(CANARY));
     assert!(!std::fs::read_to_string(env.path("state/audit.jsonl")).unwrap().contains(CANARY));
-    assert!(
-        tree_contains(&new_root, CANARY.as_bytes())
-            == vec![new_root.join("state/secrets/store.json")]
-    );
+    assert_eq!(tree_contains(&new_root, CANARY.as_bytes()), Vec::<std::path::PathBuf>::new());
+    assert!(!tree_contains(&env.path("state"), CANARY.as_bytes()).iter().any(|_| true));
 
     // A second restore over it is refused and changes nothing.
     let before = tree(fresh.path());
-    let store_before = std::fs::read(new_root.join("state/secrets/store.json")).unwrap();
+    let store_before = std::fs::read(new_root.join("state/secrets/vault.json")).unwrap();
     let r = env.run_env(
         &["restore", "state", "-i", dr_id.to_str().unwrap(), export.to_str().unwrap()],
         &[("KEYWARD_CONFIG", new_config.to_str().unwrap())],
@@ -129,7 +125,7 @@ fn export_and_restore_on_a_fresh_machine() {
     r.code(1);
     assert!(r.stderr.contains("--force"), "{}", r.stderr);
     assert_eq!(tree(fresh.path()), before);
-    assert_eq!(std::fs::read(new_root.join("state/secrets/store.json")).unwrap(), store_before);
+    assert_eq!(std::fs::read(new_root.join("state/secrets/vault.json")).unwrap(), store_before);
     // With --force the old state is moved aside, not deleted.
     let r = env.run_env(
         &["restore", "state", "--force", "-i", dr_id.to_str().unwrap(), export.to_str().unwrap()],

@@ -163,6 +163,18 @@ fn collect(ctx: &Context) -> Result<Collected, BackupError> {
     if let Some(b) = &ctx.config.file.backup {
         extras.extend(b.dr_include.iter().map(|p| (p.clone(), false)));
     }
+    // The machine key decrypts the secret store and the ACME account key: without it
+    // the export restores nothing usable. It lives outside the state folder by design;
+    // it is restored to the path keyward.toml names (a systemd credential's content
+    // becomes that file, to be sealed again on the new host).
+    let machine_key: PathBuf = ctx
+        .config
+        .file
+        .secrets
+        .as_ref()
+        .and_then(|s| s.machine_key.clone())
+        .unwrap_or_else(|| PathBuf::from(crate::secrets::DEFAULT_MACHINE_KEY));
+    let machine_key_source = crate::secrets::machine_key_path(ctx).ok();
     for (i, (configured, optional)) in extras.into_iter().enumerate() {
         let path = ctx.config.resolve(&configured);
         if optional && !path.exists() {
@@ -173,6 +185,13 @@ fn collect(ctx: &Context) -> Result<Collected, BackupError> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "file".into());
         add_file(&mut c, format!("extra/{i}/{name}"), &path, Some(configured))?;
+    }
+    if let Some(source) = machine_key_source.filter(|p| p.is_file()) {
+        let listed =
+            c.entries.iter().any(|e| e.restore_to.as_deref() == Some(machine_key.as_path()));
+        if !listed {
+            add_file(&mut c, "extra/machine-key/machine.key".into(), &source, Some(machine_key))?;
+        }
     }
     Ok(c)
 }
