@@ -198,7 +198,14 @@ fn record(ctx: &Context, summary: &Summary) -> Result<(), Error> {
         success,
         failed: failed.clone(),
     };
-    ctx.store.write_json(LAST_RUN_FILE, &last)?;
+    // A report of the run, rewritten every time: atomic, but not worth an fsync.
+    let mut bytes = serde_json::to_vec_pretty(&last).map_err(|e| Error::Output(e.to_string()))?;
+    bytes.push(b'\n');
+    crate::store::replace_unsynced(
+        &ctx.store.path(LAST_RUN_FILE),
+        &bytes,
+        crate::store::FileMode::PRIVATE,
+    )?;
     let detail = if success { None } else { Some(failed.join("; ")) };
     ctx.audit.append(
         "run",

@@ -230,7 +230,8 @@ pub fn write_textfile(ctx: &Context) -> Result<Option<std::path::PathBuf>, Error
         return Ok(None);
     };
     let text = prometheus(&collect(ctx)?);
-    crate::store::atomic_write(&path, text.as_bytes(), crate::store::FileMode::PUBLIC)?;
+    // Rewritten on every run and read-only for node_exporter: atomic, no fsync needed.
+    crate::store::replace_unsynced(&path, text.as_bytes(), crate::store::FileMode::PUBLIC)?;
     Ok(Some(path))
 }
 

@@ -72,6 +72,23 @@ impl FileMode {
 /// the final mode, so the content is never readable by others even for a moment),
 /// fsync, chown, rename, fsync of the folder.
 pub fn atomic_write(path: &Path, bytes: &[u8], mode: FileMode) -> Result<(), StoreError> {
+    write_replace(path, bytes, mode, true)
+}
+
+/// Like [`atomic_write`] (never a torn file), but without the fsyncs, for files that
+/// are rewritten on every run and only report (the metrics textfile, the last-run
+/// record): after a crash they may show the previous run, never a half-written one.
+/// Never for keys, secrets, certificates or state that later work depends on.
+pub fn replace_unsynced(path: &Path, bytes: &[u8], mode: FileMode) -> Result<(), StoreError> {
+    write_replace(path, bytes, mode, false)
+}
+
+fn write_replace(
+    path: &Path,
+    bytes: &[u8],
+    mode: FileMode,
+    durable: bool,
+) -> Result<(), StoreError> {
     let dir = parent(path);
     fs::create_dir_all(dir).map_err(io("create folder", dir))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -82,7 +99,9 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: FileMode) -> Result<(), Sto
         .tempfile_in(dir)
         .map_err(io("create a temp file in", dir))?;
     tmp.write_all(bytes).map_err(io("write", tmp.path()))?;
-    tmp.as_file().sync_all().map_err(io("fsync", tmp.path()))?;
+    if durable {
+        tmp.as_file().sync_all().map_err(io("fsync", tmp.path()))?;
+    }
     // Group first, then the mode, then the owner: the mode is set while keyward still
     // owns the file (so it needs CAP_CHOWN only, not CAP_FOWNER), and group/other bits
     // appear only once the group is final.
@@ -102,7 +121,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: FileMode) -> Result<(), Sto
         path: path.to_path_buf(),
         source: e.error,
     })?;
-    fsync_dir(dir)
+    if durable { fsync_dir(dir) } else { Ok(()) }
 }
 
 /// fsync of a folder, so that a rename in it survives a crash.
