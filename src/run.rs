@@ -70,6 +70,11 @@ pub struct LastRun {
     pub failed: Vec<String>,
     /// When the last successful run finished.
     pub last_success: Option<String>,
+    /// When the last run with a failed item finished, and what failed then.
+    #[serde(default)]
+    pub last_failure: Option<String>,
+    #[serde(default)]
+    pub last_failed: Vec<String>,
 }
 
 pub const LAST_RUN_FILE: &str = "last-run.json";
@@ -188,12 +193,11 @@ fn record(ctx: &Context, summary: &Summary) -> Result<(), Error> {
     let previous: Option<LastRun> = ctx.store.read_json(LAST_RUN_FILE)?;
     let finished = crate::util::fmt_time(crate::util::now());
     let success = failed.is_empty();
+    let previous = previous.unwrap_or_default();
     let last = LastRun {
-        last_success: if success {
-            Some(finished.clone())
-        } else {
-            previous.and_then(|p| p.last_success)
-        },
+        last_success: if success { Some(finished.clone()) } else { previous.last_success },
+        last_failure: if success { previous.last_failure } else { Some(finished.clone()) },
+        last_failed: if success { previous.last_failed } else { failed.clone() },
         finished,
         success,
         failed: failed.clone(),

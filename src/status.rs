@@ -94,7 +94,13 @@ impl Human for Status {
         }
         match &self.last_run {
             None => out.push_str("last run: never\n"),
-            Some(r) if r.success => out.push_str(&format!("last run: {} ok\n", r.finished)),
+            Some(r) if r.success => {
+                out.push_str(&format!("last run: {} ok", r.finished));
+                if let Some(t) = &r.last_failure {
+                    out.push_str(&format!(" (last failure {t}: {})", r.last_failed.join("; ")));
+                }
+                out.push('\n');
+            }
             Some(r) => {
                 out.push_str(&format!("last run: {} FAILED: {}\n", r.finished, r.failed.join("; ")))
             }
@@ -183,6 +189,13 @@ pub fn prometheus(status: &Status) -> String {
             m.family(
                 "keyward_last_success_timestamp_seconds",
                 "When the last successful run finished.",
+            );
+            m.sample(&[], t);
+        }
+        if let Some(t) = run.last_failure.as_deref().and_then(timestamp) {
+            m.family(
+                "keyward_last_failure_timestamp_seconds",
+                "When the last run with a failed item finished.",
             );
             m.sample(&[], t);
         }
