@@ -374,24 +374,6 @@ fn encrypt_root_key(
 
 /// Creates a new file (never replacing one) with `mode`, writes and fsyncs it.
 pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::os::unix::fs::PermissionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode & 0o700)
-        .open(path)
-        .map_err(|source| CaError::Io { op: "create", path: path.to_path_buf(), source })?;
-    f.write_all(bytes).map_err(|source| CaError::Io {
-        op: "write",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    f.sync_all().map_err(|source| CaError::Io { op: "fsync", path: path.to_path_buf(), source })?;
-    f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|source| CaError::Io {
-        op: "set the mode of",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(())
+    super::durable::create(path, bytes, mode, None)?;
+    super::durable::sync_all(&[path.to_path_buf()])
 }

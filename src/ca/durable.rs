@@ -68,22 +68,29 @@ pub fn create(
         path: path.to_path_buf(),
         source,
     })?;
-    if let Some((uid, gid)) = owner
-        && (uid.is_some() || gid.is_some())
-    {
-        std::os::unix::fs::fchown(&f, uid, gid).map_err(|source| CaError::Chown {
+    let (uid, gid) = owner.unwrap_or((None, None));
+    let chown = |u: Option<u32>, g: Option<u32>| {
+        std::os::unix::fs::fchown(&f, u, g).map_err(|source| CaError::Chown {
             path: path.to_path_buf(),
             uid,
             gid,
             source,
-        })?;
+        })
+    };
+    // Group first, then the mode, then the owner: the mode is set while keyward still
+    // owns the file, so the hardened unit needs CAP_CHOWN only (not CAP_FOWNER), and
+    // group bits appear only once the group is final.
+    if gid.is_some() {
+        chown(None, gid)?;
     }
-    // Group and other bits only once owner and group are final.
     f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|source| CaError::Io {
         op: "set the mode of",
         path: path.to_path_buf(),
         source,
     })?;
+    if uid.is_some() {
+        chown(uid, None)?;
+    }
     Ok(())
 }
 
