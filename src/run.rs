@@ -145,10 +145,10 @@ pub fn run(ctx: &Context, dry_run: bool) -> Result<Exit, Error> {
         crate::github::run_due(ctx, dry_run),
     ];
     let exit = steps.iter().fold(Exit::Ok, |e, s| e.worst(s.exit()));
-    let summary = Summary { dry_run, steps, exit };
-    let mut summary = summary;
+    let mut summary = Summary { dry_run, steps, exit };
     if !dry_run {
-        record(ctx, &summary)?;
+        let previous: Option<LastRun> = ctx.store.read_json(LAST_RUN_FILE)?;
+        write_last_run(ctx, &summary, previous.clone())?;
         // Metrics last, so they show this run's outcome. A failure to write them is
         // one more failed item, never a reason to hide what the run did.
         if let Err(e) = crate::status::write_textfile(ctx) {
@@ -161,8 +161,9 @@ pub fn run(ctx: &Context, dry_run: bool) -> Result<Exit, Error> {
             });
             summary.steps.push(step);
             summary.exit = summary.exit.worst(Exit::Failed);
-            record(ctx, &summary)?;
+            write_last_run(ctx, &summary, previous)?;
         }
+        audit_run(ctx, &summary)?;
     }
     journal_line(&summary);
     crate::output::emit(ctx.format, &summary)
@@ -188,9 +189,14 @@ fn journal_line(summary: &Summary) {
     }
 }
 
-fn record(ctx: &Context, summary: &Summary) -> Result<(), Error> {
+/// Records the run in `last-run.json`, carrying over from `previous` (the record
+/// before this run) when the last success and the last failure were.
+fn write_last_run(
+    ctx: &Context,
+    summary: &Summary,
+    previous: Option<LastRun>,
+) -> Result<(), Error> {
     let failed = summary.failed();
-    let previous: Option<LastRun> = ctx.store.read_json(LAST_RUN_FILE)?;
     let finished = crate::util::fmt_time(crate::util::now());
     let success = failed.is_empty();
     let previous = previous.unwrap_or_default();
@@ -209,7 +215,14 @@ fn record(ctx: &Context, summary: &Summary) -> Result<(), Error> {
         &ctx.store.path(LAST_RUN_FILE),
         &bytes,
         crate::store::FileMode::PRIVATE,
-    )?;
+    )
+    .map_err(Error::from)
+}
+
+/// The run's one audit record, after everything it did.
+fn audit_run(ctx: &Context, summary: &Summary) -> Result<(), Error> {
+    let failed = summary.failed();
+    let success = failed.is_empty();
     let detail = if success { None } else { Some(failed.join("; ")) };
     ctx.audit.append(
         "run",
