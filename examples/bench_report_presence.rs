@@ -2,28 +2,31 @@
 //! shell loop CI used before (`[ -n "${!NAME}" ] || echo "::error::…"` per name).
 //!
 //! Run: `cargo build --release && cargo run --release --example bench_report_presence`.
-//! Prints the median of 5 runs of each. Figures go to docs/performance/secrets.md.
+//! Prints the median of 31 runs of each, taken in turn (a millisecond-scale process is
+//! at the mercy of the machine's noise; many interleaved runs make the median hold
+//! still), and beside them the start of the process alone (`keyward --version`).
+//! Figures go to docs/performance/secrets.md.
 
 #[path = "common/mod.rs"]
 mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{RUNS, Timing, keyward};
+use common::{keyward, time_interleaved};
 
 const SECRETS: usize = 1000;
+const RUNS: usize = 31;
 
-fn time(cmd: &mut Command, expect: i32) -> Timing {
-    common::time(|| {
-        let out =
-            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(expect),
-            "{cmd:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    })
+/// Runs `cmd` once, checking its exit code.
+fn run(cmd: &mut Command, expect: i32) {
+    let out =
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(expect),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn main() {
@@ -60,7 +63,6 @@ fn main() {
     .arg(&policies)
     .envs(vars.iter().map(|(a, b)| (a, b)))
     .env_remove("GITHUB_STEP_SUMMARY");
-    let keyward_t = time(&mut k, 3);
 
     let script = format!(
         "missing=0; for n in {}; do if [ -z \"${{!n}}\" ]; then echo \"::error title=Missing secret::$n\"; missing=1; fi; done; [ $missing = 0 ] || exit 3",
@@ -68,14 +70,27 @@ fn main() {
     );
     let mut b = Command::new("bash");
     b.args(["-c", &script]).envs(vars.iter().map(|(a, b)| (a, b)));
-    let bash_t = time(&mut b, 3);
+    let mut v = Command::new(&kw);
+    v.arg("--version").envs(vars.iter().map(|(a, b)| (a, b)));
+    let mut t0 = Command::new("true");
+    t0.envs(vars.iter().map(|(a, b)| (a, b)));
 
-    println!(
-        "keyward report presence --source env ({SECRETS} secrets): median of {RUNS} = {}",
-        keyward_t.ms()
+    let t = time_interleaved(
+        RUNS,
+        &mut [
+            Box::new(|| run(&mut k, 3)),
+            Box::new(|| run(&mut b, 3)),
+            Box::new(|| run(&mut v, 0)),
+            Box::new(|| run(&mut t0, 0)),
+        ],
     );
-    println!(
-        "bash loop over the same names (no policies, no report):  median of {RUNS} = {}",
-        bash_t.ms()
-    );
+    let labels = [
+        format!("keyward report presence --source env ({SECRETS} secrets)"),
+        "bash loop over the same names (no policies, no report)".into(),
+        "process start alone (keyward --version, same environment)".into(),
+        "spawning /bin/true with the same environment (the harness)".into(),
+    ];
+    for (label, t) in labels.iter().zip(&t) {
+        println!("{label:<62} median of {RUNS} = {}", t.ms());
+    }
 }

@@ -58,17 +58,19 @@ impl Source for EnvSource {
         "env"
     }
     fn observe(&self, names: &[&str]) -> Result<Vec<Observation>, Error> {
-        // One pass over the environment (each `var_os` call would scan all of it).
-        // Only names are kept; GitHub passes an unset secret as an empty string, which
-        // is missing.
-        let set: std::collections::HashSet<std::ffi::OsString> =
-            std::env::vars_os().filter(|(_, v)| !v.is_empty()).map(|(k, _)| k).collect();
+        // One pass over the environment (each `var_os` call would scan all of it),
+        // marking the names asked for; nothing of a value is kept but whether it is
+        // empty. GitHub passes an unset secret as an empty string, which is missing.
+        let mut present: foldhash::HashMap<&std::ffi::OsStr, bool> =
+            names.iter().map(|n| (std::ffi::OsStr::new(*n), false)).collect();
+        for (k, v) in std::env::vars_os() {
+            if let Some(p) = present.get_mut(k.as_os_str()) {
+                *p |= !v.is_empty();
+            }
+        }
         Ok(names
             .iter()
-            .map(|n| Observation {
-                present: set.contains(std::ffi::OsStr::new(n)),
-                updated_at: None,
-            })
+            .map(|n| Observation { present: present[std::ffi::OsStr::new(*n)], updated_at: None })
             .collect())
     }
 }
@@ -173,13 +175,15 @@ pub enum State {
     Absent,
 }
 
+/// One secret's line of the report. It borrows from its policy: a report over
+/// thousands of secrets copies none of their names or descriptions.
 #[derive(Debug, Serialize)]
-pub struct Row {
-    pub name: String,
-    pub description: String,
+pub struct Row<'a> {
+    pub name: &'a str,
+    pub description: &'a str,
     pub required: bool,
-    pub required_in: Vec<String>,
-    pub github_scopes: Vec<String>,
+    pub required_in: &'a [String],
+    pub github_scopes: Scopes<'a>,
     pub state: State,
     pub updated_at: Option<String>,
     pub age_days: Option<i64>,
@@ -198,13 +202,30 @@ pub struct Summary {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Presence {
+pub struct Presence<'a> {
     pub schema: &'static str,
     pub source: &'static str,
     pub environment: Option<String>,
     pub checked_at: String,
     pub summary: Summary,
-    pub secrets: Vec<Row>,
+    pub secrets: Vec<Row<'a>>,
+}
+
+/// A policy's GitHub scopes, serialized as their descriptions
+/// (`environment \`production\``).
+#[derive(Debug, Clone, Copy)]
+pub struct Scopes<'a>(pub &'a [crate::github::GithubScope]);
+
+impl Scopes<'_> {
+    pub fn describe(&self) -> Vec<String> {
+        self.0.iter().map(crate::secrets::docs::scope).collect()
+    }
+}
+
+impl Serialize for Scopes<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(crate::secrets::docs::scope))
+    }
 }
 
 fn parse(t: &str) -> Option<DateTime<Utc>> {
@@ -213,13 +234,13 @@ fn parse(t: &str) -> Option<DateTime<Utc>> {
 
 /// Builds the report for `environment` (every environment any policy names, when
 /// `None`) from `source`.
-pub fn presence(
-    policies: &Policies,
+pub fn presence<'a>(
+    policies: &'a Policies,
     environment: Option<&str>,
     source: &dyn Source,
     now: DateTime<Utc>,
-) -> Result<Presence, Error> {
-    let list: Vec<&Policy> = policies.iter().collect();
+) -> Result<Presence<'a>, Error> {
+    let list: Vec<&'a Policy> = policies.iter().collect();
     let names: Vec<&str> = list.iter().map(|p| p.name.as_str()).collect();
     let seen = source.observe(&names)?;
     let mut rows = Vec::with_capacity(list.len());
@@ -236,11 +257,11 @@ pub fn presence(
             _ => None,
         };
         rows.push(Row {
-            name: p.name.clone(),
-            description: p.description.clone(),
+            name: &p.name,
+            description: &p.description,
             required,
-            required_in: p.required_in.clone(),
-            github_scopes: p.github.iter().map(crate::secrets::docs::scope).collect(),
+            required_in: &p.required_in,
+            github_scopes: Scopes(&p.github),
             state,
             updated_at: o.updated_at,
             age_days: updated.map(|u| (now - u).num_days()),
@@ -273,7 +294,7 @@ fn where_(p: &Presence) -> String {
     }
 }
 
-impl Human for Presence {
+impl Human for Presence<'_> {
     fn human(&self, out: &mut String) {
         let mut t = Table::new(["NAME", "STATE", "REQUIRED IN", "UPDATED", "DUE"]);
         for r in &self.secrets {
@@ -284,7 +305,7 @@ impl Human for Presence {
                 State::Absent => "absent (not required)",
             };
             t.row([
-                r.name.clone(),
+                r.name.to_string(),
                 state.to_string(),
                 if r.required_in.is_empty() { "-".into() } else { r.required_in.join(",") },
                 r.updated_at.clone().unwrap_or_else(|| "-".into()),
@@ -388,7 +409,7 @@ pub fn step_summary(p: &Presence) -> String {
             r.name,
             state,
             md(&r.required_in.join(", ")),
-            md(&r.github_scopes.join(", ")),
+            md(&r.github_scopes.describe().join(", ")),
             r.updated_at.as_deref().unwrap_or("-"),
             r.due.as_deref().unwrap_or("-"),
         ));

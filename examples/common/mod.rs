@@ -1,6 +1,6 @@
-//! Timing helpers shared by the benchmark programs: median of 5 wall-clock runs, and
-//! the CPU time (user + system) the child processes used, which a busy machine does
-//! not inflate the way it inflates wall time.
+//! Timing helpers shared by the benchmark programs: median wall-clock time of several
+//! runs, and the CPU time (user + system) the child processes used, which a busy
+//! machine does not inflate the way it inflates wall time.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -33,20 +33,35 @@ fn children_cpu() -> Duration {
     tv(u.user_time()) + tv(u.system_time())
 }
 
-pub fn time(mut f: impl FnMut()) -> Timing {
-    f();
-    let mut wall = Vec::new();
-    let mut cpu = Vec::new();
-    for _ in 0..RUNS {
-        let c = children_cpu();
-        let t = Instant::now();
+pub fn time(f: impl FnMut()) -> Timing {
+    time_interleaved(RUNS, &mut [Box::new(f)]).remove(0)
+}
+
+/// Median wall and CPU time of `runs` runs of each of `fs` (after one warm-up of
+/// each), taken in turn, so that a noisy spell of the machine hits every one alike.
+pub fn time_interleaved(runs: usize, fs: &mut [Box<dyn FnMut() + '_>]) -> Vec<Timing> {
+    for f in fs.iter_mut() {
         f();
-        wall.push(t.elapsed());
-        cpu.push(children_cpu() - c);
     }
-    wall.sort();
-    cpu.sort();
-    Timing { wall: wall[RUNS / 2], cpu: cpu[RUNS / 2] }
+    let mut wall = vec![Vec::new(); fs.len()];
+    let mut cpu = vec![Vec::new(); fs.len()];
+    for _ in 0..runs {
+        for (k, f) in fs.iter_mut().enumerate() {
+            let c = children_cpu();
+            let t = Instant::now();
+            f();
+            wall[k].push(t.elapsed());
+            cpu[k].push(children_cpu() - c);
+        }
+    }
+    wall.iter_mut()
+        .zip(cpu.iter_mut())
+        .map(|(w, c)| {
+            w.sort();
+            c.sort();
+            Timing { wall: w[runs / 2], cpu: c[runs / 2] }
+        })
+        .collect()
 }
 
 /// The release binary next to this example.
