@@ -197,40 +197,58 @@ fn main() {
     };
     let (r, id_s, i, o) = (recipient.clone(), p("id.txt"), p("in"), p("out"));
     let (in_age, in_aes, in_byage) = (p("in.age"), p("in.kwaes"), p("in.byage"));
-    let ops: Vec<(&str, Make)> = vec![
-        ("cat (I/O bound)", {
-            let (cat, i, o) = (cat.clone(), i.clone(), o.clone());
-            Box::new(move |mode| {
-                let mut c = Command::new(&cat);
-                c.arg(&i);
-                let target = if mode == 2 { "/dev/null" } else { o.as_str() };
-                c.stdout(std::fs::File::create(target).unwrap());
-                c
-            })
-        }),
-        ("keyward encrypt (age v1)", op(&kw, &["backup", "encrypt", "-r", &r, "-o", &o, &i])),
+    // Each tool with the file it reads.
+    let ops: Vec<(&str, Make, &str)> = vec![
+        (
+            "cat (I/O bound)",
+            {
+                let (cat, i, o) = (cat.clone(), i.clone(), o.clone());
+                Box::new(move |mode| {
+                    let mut c = Command::new(&cat);
+                    c.arg(&i);
+                    let target = if mode == 2 { "/dev/null" } else { o.as_str() };
+                    c.stdout(std::fs::File::create(target).unwrap());
+                    c
+                })
+            },
+            &i,
+        ),
+        ("keyward encrypt (age v1)", op(&kw, &["backup", "encrypt", "-r", &r, "-o", &o, &i]), &i),
         (
             "keyward decrypt (age v1)",
             op(&kw, &["backup", "decrypt", "-i", &id_s, "-o", &o, &in_age]),
+            &in_age,
         ),
         (
             "keyward encrypt (aes-256-gcm)",
             op(&kw, &["backup", "encrypt", "--cipher", "aes-256-gcm", "-r", &r, "-o", &o, &i]),
+            &i,
         ),
         (
             "keyward decrypt (aes-256-gcm)",
             op(&kw, &["backup", "decrypt", "-i", &id_s, "-o", &o, &in_aes]),
+            &in_aes,
         ),
-        ("age CLI encrypt", op(&age, &["-r", &r, "-o", &o, &i])),
-        ("age CLI decrypt", op(&age, &["-d", "-i", &id_s, "-o", &o, &in_byage])),
+        ("age CLI encrypt", op(&age, &["-r", &r, "-o", &o, &i]), &i),
+        ("age CLI decrypt", op(&age, &["-d", "-i", &id_s, "-o", &o, &in_byage]), &in_byage),
     ];
     let mibs = |t: Duration| size as f64 / (1 << 20) as f64 / t.as_secs_f64();
     for mode in [0u8, 1, 2] {
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); ops.len()];
         let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); ops.len()];
-        for _ in 0..a.runs {
-            for (k, (name, make)) in ops.iter().enumerate() {
+        for round in 0..a.runs {
+            // Each round starts with the next tool, so that no tool always follows the
+            // same one.
+            for k in (0..ops.len()).map(|j| (j + round) % ops.len()) {
+                let (name, make, input) = &ops[k];
                 let _ = std::fs::remove_file(d.join("out"));
+                // Every run starts with nothing dirty (the previous run's output is
+                // written back now, not by kernel threads competing with this run) and
+                // with its whole input in the page cache (this machine evicts pages
+                // that were not touched for some seconds).
+                nix::unistd::sync();
+                std::io::copy(&mut std::fs::File::open(input).unwrap(), &mut std::io::sink())
+                    .unwrap();
                 let start = Instant::now();
                 let cpu_before = children_cpu();
                 run_checked(&mut make(mode));
@@ -241,15 +259,22 @@ fn main() {
                 times[k].push(start.elapsed());
             }
         }
+        let range: Vec<(f64, f64)> = times
+            .iter()
+            .map(|t| {
+                let s = t.iter().map(Duration::as_secs_f64);
+                (s.clone().fold(f64::MAX, f64::min), s.fold(0.0, f64::max))
+            })
+            .collect();
         let med: Vec<Duration> = times.into_iter().map(median).collect();
         let cpu: Vec<f64> = cpu.into_iter().map(median_f).collect();
         let (age_enc, age_dec) = (mibs(med[5]), mibs(med[6]));
         let title = ["file → file, page cache", "file → file, durable (fsync)", "file → /dev/null"];
         println!(
-            "\n{:<32} {:>10} {:>10} {:>12} {:>8}",
-            title[mode as usize], "median s", "MiB/s", "vs age CLI", "CPU s"
+            "\n{:<32} {:>10} {:>10} {:>12} {:>8} {:>14}",
+            title[mode as usize], "median s", "MiB/s", "vs age CLI", "CPU s", "min–max s"
         );
-        for (k, (name, _)) in ops.iter().enumerate() {
+        for (k, (name, ..)) in ops.iter().enumerate() {
             let base = if name.contains("decrypt") { age_dec } else { age_enc };
             let ratio = if name.starts_with("cat") {
                 String::from("-")
@@ -257,12 +282,13 @@ fn main() {
                 format!("{:.2}x", mibs(med[k]) / base)
             };
             println!(
-                "{:<32} {:>10.3} {:>10.0} {:>12} {:>8.2}",
+                "{:<32} {:>10.3} {:>10.0} {:>12} {:>8.2} {:>14}",
                 name,
                 med[k].as_secs_f64(),
                 mibs(med[k]),
                 ratio,
-                cpu[k]
+                cpu[k],
+                format!("{:.2}–{:.2}", range[k].0, range[k].1)
             );
         }
     }

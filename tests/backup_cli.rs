@@ -447,3 +447,91 @@ fn a_progress_bar_on_a_terminal_only() {
     r.code(0);
     assert!(r.stderr.is_empty() && r.stdout.is_empty());
 }
+
+/// Runs keyward with `input` on stdin; returns exit code, stdout and stderr.
+fn kw_piped(dir: &Path, args: &[&str], input: &Path) -> (i32, Vec<u8>, String) {
+    let out = Command::new(keyward_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("KEYWARD_CONFIG", dir.join("no-config.toml"))
+        .stdin(std::fs::File::open(input).unwrap())
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// File to file, every core works at its own offsets; through pipes, chunks stream in
+/// order. Both must make files the other (and age) reads, and refuse damage with the
+/// same words.
+#[test]
+fn files_and_pipes_take_different_paths_to_the_same_results() {
+    let f = fixture();
+    let d = f.dir.path();
+    // Several of the file path's batches, and a short final chunk.
+    let n = 9 * CHUNK + 123;
+    let plain = d.join("plain");
+    std::fs::write(&plain, data(n)).unwrap();
+    for cipher in ["age", "aes-256-gcm"] {
+        let by_file = d.join("f.age");
+        kw(
+            d,
+            &[
+                "backup",
+                "encrypt",
+                "--cipher",
+                cipher,
+                "-r",
+                &f.recipient,
+                "-o",
+                s(&by_file),
+                s(&plain),
+            ],
+        )
+        .code(0);
+        let (code, piped, err) =
+            kw_piped(d, &["backup", "encrypt", "--cipher", cipher, "-r", &f.recipient], &plain);
+        assert_eq!(code, 0, "{err}");
+        let by_pipe = d.join("p.age");
+        std::fs::write(&by_pipe, &piped).unwrap();
+        assert_eq!(std::fs::metadata(&by_file).unwrap().len(), piped.len() as u64);
+        for ct in [&by_file, &by_pipe] {
+            let out = d.join("out");
+            kw(d, &["backup", "decrypt", "-i", s(&f.id), "-o", s(&out), s(ct)]).code(0);
+            assert!(std::fs::read(&out).unwrap() == data(n), "{cipher}: decrypted to a file");
+            let (code, got, err) = kw_piped(d, &["backup", "decrypt", "-i", s(&f.id)], ct);
+            assert_eq!(code, 0, "{err}");
+            assert!(got == data(n), "{cipher}: decrypted through a pipe");
+            kw(d, &["backup", "verify", "-i", s(&f.id), s(ct)]).code(0);
+        }
+        let ct = std::fs::read(&by_file).unwrap();
+        let h = header_len(&ct);
+        let mut damaged: Vec<(&str, Vec<u8>)> = vec![
+            ("cut at a chunk boundary", ct[..h + 6 * CT_CHUNK].to_vec()),
+            ("cut inside a chunk", ct[..h + 7 * CT_CHUNK + 9].to_vec()),
+        ];
+        let mut flip = ct.clone();
+        flip[h + 5 * CT_CHUNK + 1] ^= 4;
+        damaged.push(("bit flip in chunk 5", flip));
+        let mut swap = ct.clone();
+        let (a, b) = swap[h + 2 * CT_CHUNK..].split_at_mut(CT_CHUNK);
+        a.swap_with_slice(&mut b[..CT_CHUNK]);
+        damaged.push(("chunks 2 and 3 swapped", swap));
+        let mut more = ct.clone();
+        more.extend_from_slice(&[0u8; 40]);
+        damaged.push(("data appended", more));
+        for (what, bytes) in damaged {
+            let bad = d.join("bad.age");
+            std::fs::write(&bad, &bytes).unwrap();
+            let out = d.join("restored");
+            let by_file = kw(d, &["backup", "decrypt", "-i", s(&f.id), "-o", s(&out), s(&bad)]);
+            by_file.code(1);
+            assert!(!out.exists(), "{cipher}, {what}: output left behind");
+            let (code, _, by_pipe) = kw_piped(d, &["backup", "decrypt", "-i", s(&f.id)], &bad);
+            assert_eq!(code, 1, "{cipher}, {what}");
+            // The same finding; only the note on what was written differs.
+            let finding = |e: &str| e.split("; ").next().unwrap().to_string();
+            assert_eq!(finding(&by_file.stderr), finding(&by_pipe), "{cipher}, {what}");
+            assert!(by_file.stderr.contains("no output file was written"), "{}", by_file.stderr);
+        }
+    }
+}

@@ -77,13 +77,23 @@ impl Bar {
 /// An opened input: the reader, its size when known, and its name for messages.
 type OpenInput = (Box<dyn Read + Send>, Option<u64>, String);
 
-/// Input: a file (with its size) or stdin.
-fn open_input(input: &Option<PathBuf>) -> Result<OpenInput, BackupError> {
+/// A regular file and its size: an input that every core can read at its own offsets.
+type Positioned = Option<(File, u64)>;
+
+/// Input: a file (with its size) or stdin; and for a regular file, a second handle
+/// for positioned reads.
+fn open_input(input: &Option<PathBuf>) -> Result<(OpenInput, Positioned), BackupError> {
     match input {
         Some(p) if p.as_os_str() != "-" => {
             let f = File::open(p).map_err(|e| BackupError::io("open", p, e))?;
             let size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
-            Ok((Box::new(f), size, p.display().to_string()))
+            let positioned = match size {
+                Some(size) => {
+                    Some((f.try_clone().map_err(|e| BackupError::io("open", p, e))?, size))
+                }
+                None => None,
+            };
+            Ok(((Box::new(f), size, p.display().to_string()), positioned))
         }
         _ => {
             // A duplicate of fd 0 as a File: large reads, no std buffering in between.
@@ -92,7 +102,7 @@ fn open_input(input: &Option<PathBuf>) -> Result<OpenInput, BackupError> {
                 .as_fd()
                 .try_clone_to_owned()
                 .map_err(|e| BackupError::io("use", Path::new("stdin"), e))?;
-            Ok((Box::new(File::from(f)), None, "stdin".into()))
+            Ok(((Box::new(File::from(f)), None, "stdin".into()), None))
         }
     }
 }
@@ -298,7 +308,7 @@ pub fn encrypt(common: &Common, a: EncryptArgs) -> Result<Exit, Error> {
         )
         .into());
     }
-    let (mut input, size, input_name) = open_input(&a.input)?;
+    let ((mut input, size, input_name), positioned) = open_input(&a.input)?;
     let bar = Bar::new(size, common.verbosity);
     let tick = |n: u64| bar.tick(n);
     let progress: Option<super::stream::Progress<'_>> = bar.shown().then_some(&tick);
@@ -308,7 +318,13 @@ pub fn encrypt(common: &Common, a: EncryptArgs) -> Result<Exit, Error> {
     let result = match &a.output {
         Some(path) => {
             let mut out = AtomicOut::create(path)?;
-            let r = super::encrypt_stream(&opts, &mut input, out.tmp.as_file_mut(), progress);
+            let r = match &positioned {
+                // File to file: every core reads, seals and writes at its own offsets.
+                Some((file, size)) if !a.armor => {
+                    super::encrypt_file(&opts, file, *size, out.tmp.as_file(), progress)
+                }
+                _ => super::encrypt_stream(&opts, &mut input, out.tmp.as_file_mut(), progress),
+            };
             match r {
                 Ok(rep) => {
                     out.commit(a.fsync)?;
@@ -391,7 +407,7 @@ fn decrypt_options(
 /// `keyward backup decrypt`.
 pub fn decrypt(common: &Common, a: DecryptArgs) -> Result<Exit, Error> {
     let opts = decrypt_options(&a, Some(a.output.is_none()))?;
-    let (input, size, input_name) = open_input(&a.input)?;
+    let ((input, size, input_name), positioned) = open_input(&a.input)?;
     let output_name = a.output.as_ref().map_or("stdout".to_string(), |p| p.display().to_string());
     let bar = Bar::new(size, common.verbosity);
     let tick = |n: u64| bar.tick(n);
@@ -401,7 +417,13 @@ pub fn decrypt(common: &Common, a: DecryptArgs) -> Result<Exit, Error> {
         match &a.output {
             Some(path) => {
                 let mut out = AtomicOut::create(path)?;
-                let rep = opened.decrypt(out.tmp.as_file_mut(), Some(false), progress)?;
+                let positioned = positioned.as_ref().and_then(|(file, size)| {
+                    opened.decrypt_file(file, *size, Some(out.tmp.as_file()), progress)
+                });
+                let rep = match positioned {
+                    Some(r) => r?,
+                    None => opened.decrypt(out.tmp.as_file_mut(), Some(false), progress)?,
+                };
                 out.commit(a.fsync)?;
                 Ok(rep)
             }
@@ -460,11 +482,19 @@ impl Human for Verified {
 /// `keyward backup verify`: a full authentication pass, no plaintext output.
 pub fn verify(common: &Common, a: DecryptArgs) -> Result<Exit, Error> {
     let opts = decrypt_options(&a, None)?;
-    let (input, size, input_name) = open_input(&a.input)?;
+    let ((input, size, input_name), positioned) = open_input(&a.input)?;
     let bar = Bar::new(size, common.verbosity);
     let tick = |n: u64| bar.tick(n);
     let progress: Option<super::stream::Progress<'_>> = bar.shown().then_some(&tick);
-    let result = super::decrypt_stream(input, &mut io::sink(), &opts, progress);
+    let result = super::open(input, &opts).and_then(|opened| {
+        match positioned
+            .as_ref()
+            .and_then(|(f, size)| opened.decrypt_file(f, *size, None, progress))
+        {
+            Some(r) => r,
+            None => opened.decrypt(&mut io::sink(), None, progress),
+        }
+    });
     bar.finish();
     match result {
         Ok(report) => {

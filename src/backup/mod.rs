@@ -2,7 +2,8 @@
 //! decrypted on every core in constant memory, with optional Ed25519 provenance, and
 //! the encrypted disaster-recovery export of keyward's own state.
 //!
-//! `header` parses and MACs the header, `stream` runs the parallel STREAM payload,
+//! `header` parses and MACs the header, `stream` runs the parallel STREAM payload
+//! through pipes, `positioned` runs it between two files,
 //! `armor` transcodes ASCII armor, `keys` reads recipients, identities and passphrases,
 //! `state` exports and restores keyward's state, `command` implements the CLI commands.
 //! The server side of a backup holds only public keys (recipients) and, optionally, its
@@ -12,9 +13,11 @@ pub mod armor;
 pub mod command;
 pub mod header;
 pub mod keys;
+pub mod positioned;
 pub mod state;
 pub mod stream;
 
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -234,6 +237,37 @@ fn make_header(opts: &EncryptOptions<'_>) -> Result<(Header, [u8; 16]), BackupEr
     Ok((Header::build(version, stanzas, &fk), fk))
 }
 
+/// A new backup's header, its payload nonce and payload key.
+struct Sealing {
+    header: Header,
+    nonce: [u8; 16],
+    key: zeroize::Zeroizing<[u8; 32]>,
+}
+
+impl Sealing {
+    fn new(opts: &EncryptOptions<'_>) -> Result<Sealing, BackupError> {
+        let (header, file_key) = make_header(opts)?;
+        let file_key = zeroize::Zeroizing::new(file_key);
+        let nonce = random::<16>()?;
+        let key = zeroize::Zeroizing::new(payload_key(header.version, &file_key, &nonce));
+        Ok(Sealing { header, nonce, key })
+    }
+
+    fn report(&self, opts: &EncryptOptions<'_>, plaintext_bytes: u64) -> Report {
+        Report {
+            format: format_name(self.header.version),
+            plaintext_bytes,
+            stanzas: self.header.stanzas.iter().map(|s| s.tag.clone()).collect(),
+            signed_by: opts.signer.map(|k| keys::signer_string(&k.public())),
+            signer_trusted: false,
+        }
+    }
+}
+
+fn write_error(e: io::Error) -> BackupError {
+    BackupError::Io { op: "write".into(), path: PathBuf::from("the output"), source: e }
+}
+
 /// Encrypts `input` to `output`. With armor, the output is PEM text.
 pub fn encrypt_stream(
     opts: &EncryptOptions<'_>,
@@ -241,36 +275,50 @@ pub fn encrypt_stream(
     output: &mut dyn Write,
     progress: Option<stream::Progress<'_>>,
 ) -> Result<Report, BackupError> {
-    let (header, file_key) = make_header(opts)?;
-    let file_key = zeroize::Zeroizing::new(file_key);
-    let nonce = random::<16>()?;
-    let key = zeroize::Zeroizing::new(payload_key(header.version, &file_key, &nonce));
-    let werr = |e: io::Error| BackupError::Io {
-        op: "write".into(),
-        path: PathBuf::from("the output"),
-        source: e,
-    };
+    let s = Sealing::new(opts)?;
     let mut run = |out: &mut dyn Write| -> Result<u64, BackupError> {
-        out.write_all(&header.to_bytes()).map_err(werr)?;
-        out.write_all(&nonce).map_err(werr)?;
-        stream::encrypt(cipher_of(header.version), &key, input, out, progress)
+        out.write_all(&s.header.to_bytes()).map_err(write_error)?;
+        out.write_all(&s.nonce).map_err(write_error)?;
+        stream::encrypt(cipher_of(s.header.version), &s.key, input, out, progress)
             .map_err(|e| stream_error(e, None))
     };
     let n = if opts.armor {
-        let mut w = armor::ArmorWriter::new(output).map_err(werr)?;
+        let mut w = armor::ArmorWriter::new(output).map_err(write_error)?;
         let n = run(&mut w)?;
-        w.finish().map_err(werr)?;
+        w.finish().map_err(write_error)?;
         n
     } else {
         run(output)?
     };
-    Ok(Report {
-        format: format_name(header.version),
-        plaintext_bytes: n,
-        stanzas: header.stanzas.iter().map(|s| s.tag.clone()).collect(),
-        signed_by: opts.signer.map(|k| keys::signer_string(&k.public())),
-        signer_trusted: false,
-    })
+    Ok(s.report(opts, n))
+}
+
+/// Encrypts the file `input` (`size` bytes) to the file `output` on every core (see
+/// [`positioned`]); the output is never armored.
+pub fn encrypt_file(
+    opts: &EncryptOptions<'_>,
+    input: &File,
+    size: u64,
+    output: &File,
+    progress: Option<stream::Progress<'_>>,
+) -> Result<Report, BackupError> {
+    use std::os::unix::fs::FileExt;
+    let s = Sealing::new(opts)?;
+    let mut head = s.header.to_bytes();
+    head.extend_from_slice(&s.nonce);
+    let chunks = size.div_ceil(stream::CHUNK as u64).max(1);
+    positioned::preallocate(output, head.len() as u64 + size + chunks * stream::TAG as u64);
+    output.write_all_at(&head, 0).map_err(write_error)?;
+    let files = positioned::Files {
+        input,
+        input_at: 0,
+        input_len: size,
+        output: Some(output),
+        output_at: head.len() as u64,
+    };
+    let n = positioned::encrypt(cipher_of(s.header.version), &s.key, &files, progress)
+        .map_err(|e| stream_error(e, None))?;
+    Ok(s.report(opts, n))
 }
 
 fn stream_error(e: stream::StreamError, to_stdout: Option<bool>) -> BackupError {
@@ -345,6 +393,8 @@ pub struct Opened {
     payload_key: zeroize::Zeroizing<[u8; 32]>,
     /// The payload: what the header reader had buffered, then the rest of the input.
     input: Box<dyn Read + Send>,
+    /// Where the payload starts in the input, when the input is not armored.
+    payload_at: Option<u64>,
     pub signed_by: Option<String>,
     pub signer_trusted: bool,
 }
@@ -352,12 +402,12 @@ pub struct Opened {
 /// Opens a backup: armor detection, header, recipients, MAC, provenance, nonce.
 pub fn open(input: Box<dyn Read + Send>, opts: &DecryptOptions) -> Result<Opened, BackupError> {
     let mut raw: BufReader<Box<dyn Read + Send>> = BufReader::with_capacity(64 << 10, input);
-    let mut input: BufReader<Box<dyn Read + Send>> =
-        if armor::detect(&mut raw).map_err(read_error)? {
-            BufReader::with_capacity(64 << 10, Box::new(armor::ArmorReader::new(raw)))
-        } else {
-            raw
-        };
+    let armored = armor::detect(&mut raw).map_err(read_error)?;
+    let mut input: BufReader<Box<dyn Read + Send>> = if armored {
+        BufReader::with_capacity(64 << 10, Box::new(armor::ArmorReader::new(raw)))
+    } else {
+        raw
+    };
     let bytes = read_header(&mut input)?;
     let header = Header::parse(&bytes).map_err(|e| match e {
         HeaderError::Incomplete => {
@@ -386,7 +436,8 @@ pub fn open(input: Box<dyn Read + Send>, opts: &DecryptOptions) -> Result<Opened
     // reads go straight to the file in large blocks.
     let buffered = std::io::Cursor::new(input.buffer().to_vec());
     let input: Box<dyn Read + Send> = Box::new(buffered.chain(input.into_inner()));
-    Ok(Opened { header, payload_key, input, signed_by, signer_trusted })
+    let payload_at = (!armored).then_some(bytes.len() as u64 + 16);
+    Ok(Opened { header, payload_key, input, payload_at, signed_by, signer_trusted })
 }
 
 impl Opened {
@@ -406,13 +457,44 @@ impl Opened {
             progress,
         )
         .map_err(|e| stream_error(e, to_stdout))?;
-        Ok(Report {
+        Ok(self.report(n))
+    }
+
+    /// Decrypts the payload of `input` (the file this was opened from, `size` bytes
+    /// long) into `output` on every core, or only authenticates it when `output` is
+    /// `None`. `None` when the input is armored: then use [`Opened::decrypt`].
+    pub fn decrypt_file(
+        &self,
+        input: &File,
+        size: u64,
+        output: Option<&File>,
+        progress: Option<stream::Progress<'_>>,
+    ) -> Option<Result<Report, BackupError>> {
+        let at = self.payload_at?;
+        let len = size.saturating_sub(at);
+        if let Some(out) = output {
+            // The plaintext's size, when the payload is shaped right (else it fails).
+            let chunks = len.div_ceil(stream::CT_CHUNK as u64);
+            positioned::preallocate(out, len.saturating_sub(chunks * stream::TAG as u64));
+        }
+        let files = positioned::Files { input, input_at: at, input_len: len, output, output_at: 0 };
+        let n = positioned::decrypt(
+            cipher_of(self.header.version),
+            &self.payload_key,
+            &files,
+            progress,
+        );
+        Some(n.map(|n| self.report(n)).map_err(|e| stream_error(e, output.map(|_| false))))
+    }
+
+    fn report(&self, plaintext_bytes: u64) -> Report {
+        Report {
             format: format_name(self.header.version),
-            plaintext_bytes: n,
+            plaintext_bytes,
             stanzas: self.header.stanzas.iter().map(|s| s.tag.clone()).collect(),
-            signed_by: self.signed_by,
+            signed_by: self.signed_by.clone(),
             signer_trusted: self.signer_trusted,
-        })
+        }
     }
 }
 

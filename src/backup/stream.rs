@@ -57,14 +57,14 @@ impl StreamError {
 /// Progress callback: called with the number of input bytes consumed so far.
 pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
 
-fn nonce(counter: u64, last: bool) -> Nonce {
+pub(super) fn nonce(counter: u64, last: bool) -> Nonce {
     let mut n = [0u8; 12];
     n[3..11].copy_from_slice(&counter.to_be_bytes());
     n[11] = u8::from(last);
     Nonce::assume_unique_for_key(n)
 }
 
-fn key(cipher: Cipher, key: &[u8; 32]) -> LessSafeKey {
+pub(super) fn key(cipher: Cipher, key: &[u8; 32]) -> LessSafeKey {
     // Both algorithms take 32-byte keys, so construction cannot fail.
     LessSafeKey::new(
         UnboundKey::new(cipher.algorithm(), key)
@@ -340,75 +340,23 @@ pub fn decrypt(
             return;
         }
         let chunks = b.len.div_ceil(CT_CHUNK);
-        // Chunks open in place. A full-size chunk is copied first, because ring zeroes a
-        // chunk that fails and a full chunk may need a second try with the other
-        // last-chunk flag (a final chunk followed by data, or a truncated file).
+        // Chunks open in place. A chunk that may need a second try is copied first,
+        // because ring zeroes a chunk that fails (see `open_chunk`).
         let mut backup = vec![0u8; CT_CHUNK];
         for i in 0..chunks {
             let start = i * CT_CHUNK;
             let n = (b.len - start).min(CT_CHUNK);
             let counter = first + i as u64;
             let at_eof = b.last && i + 1 == chunks;
-            if n < TAG {
-                b.error =
-                    Some(format!("chunk {counter} is shorter than its tag: the file is truncated"));
-                break;
+            let chunk = &mut b.buf[start..start + n];
+            if retried(n, at_eof) {
+                backup[..n].copy_from_slice(chunk);
             }
-            let full = n == CT_CHUNK;
-            // The chunk at EOF is kept too (once per file), to tell truncation apart.
-            let keep = full || at_eof;
-            if keep {
-                backup[..n].copy_from_slice(&b.buf[start..start + n]);
-            }
-            let chunk = start..start + n;
-            let opened = k
-                .open_in_place(nonce(counter, at_eof), Aad::empty(), &mut b.buf[chunk.clone()])
-                .map(|p| p.len())
-                .ok();
-            let (len, error) = match opened {
-                Some(0) if at_eof && counter != 0 => (
-                    0,
-                    Some(format!(
-                        "the final chunk ({counter}) is empty after data: the file was tampered with"
-                    )),
-                ),
-                Some(len) => (len, None),
-                None if keep => {
-                    b.buf[chunk.clone()].copy_from_slice(&backup[..n]);
-                    let again = k
-                        .open_in_place(nonce(counter, !at_eof), Aad::empty(), &mut b.buf[chunk])
-                        .map(|p| p.len())
-                        .ok();
-                    match again {
-                        // A short chunk is never a valid non-final chunk: nothing of it
-                        // is released, but the message says what happened.
-                        Some(len) if at_eof => (
-                            if full { len } else { 0 },
-                            Some(format!(
-                                "the payload ends after chunk {counter} without a final chunk: the file is truncated"
-                            )),
-                        ),
-                        Some(len) => (
-                            len,
-                            Some(format!(
-                                "chunk {counter} is the final chunk but data follows it: something was appended to the file"
-                            )),
-                        ),
-                        None => (
-                            0,
-                            Some(format!(
-                                "chunk {counter} does not authenticate: the file was tampered with, reordered or truncated"
-                            )),
-                        ),
-                    }
-                }
-                None => (
-                    0,
-                    Some(format!(
-                        "chunk {counter} does not authenticate: the file was tampered with, reordered or truncated"
-                    )),
-                ),
+            let mut restore = |c: &mut [u8]| {
+                c.copy_from_slice(&backup[..c.len()]);
+                true
             };
+            let (len, error) = open_chunk(&k, chunk, counter, at_eof, &mut restore);
             if len > 0 {
                 b.segments.push((start, len));
             }
@@ -419,6 +367,72 @@ pub fn decrypt(
         }
     };
     pipeline(input, output, BATCH * CT_CHUNK, BATCH * CT_CHUNK, &read_batch, &work, progress)
+}
+
+/// Whether a chunk of `n` bytes gets a second try when it fails: a full-size chunk,
+/// and the chunk at the end of the input.
+pub(super) fn retried(n: usize, at_eof: bool) -> bool {
+    n == CT_CHUNK || at_eof
+}
+
+/// Opens chunk `counter` in place (`at_eof`: it is the last chunk of the input).
+/// Returns how many plaintext bytes at its start may be released, and the error that
+/// stops the payload after them.
+///
+/// A chunk that fails is tried again with the other last-chunk flag, to say what
+/// happened: a full chunk at the end that opens as a non-final chunk means the file was
+/// truncated at a chunk boundary; a chunk before the end that opens as the final chunk
+/// means data was appended after it. ring zeroes a chunk that fails, so `restore` puts
+/// its ciphertext back first (and says whether it could); it is called only for chunks
+/// that [`retried`] names.
+pub(super) fn open_chunk(
+    key: &LessSafeKey,
+    chunk: &mut [u8],
+    counter: u64,
+    at_eof: bool,
+    restore: &mut dyn FnMut(&mut [u8]) -> bool,
+) -> (usize, Option<String>) {
+    let n = chunk.len();
+    if n < TAG {
+        return (
+            0,
+            Some(format!("chunk {counter} is shorter than its tag: the file is truncated")),
+        );
+    }
+    let tampered = || {
+        Some(format!(
+            "chunk {counter} does not authenticate: the file was tampered with, reordered or truncated"
+        ))
+    };
+    match key.open_in_place(nonce(counter, at_eof), Aad::empty(), chunk).map(|p| p.len()) {
+        Ok(0) if at_eof && counter != 0 => (
+            0,
+            Some(format!(
+                "the final chunk ({counter}) is empty after data: the file was tampered with"
+            )),
+        ),
+        Ok(len) => (len, None),
+        Err(_) if retried(n, at_eof) && restore(chunk) => {
+            match key.open_in_place(nonce(counter, !at_eof), Aad::empty(), chunk).map(|p| p.len()) {
+                // A short chunk is never a valid non-final chunk: nothing of it is
+                // released, but the message says what happened.
+                Ok(len) if at_eof => (
+                    if n == CT_CHUNK { len } else { 0 },
+                    Some(format!(
+                        "the payload ends after chunk {counter} without a final chunk: the file is truncated"
+                    )),
+                ),
+                Ok(len) => (
+                    len,
+                    Some(format!(
+                        "chunk {counter} is the final chunk but data follows it: something was appended to the file"
+                    )),
+                ),
+                Err(_) => (0, tampered()),
+            }
+        }
+        Err(_) => (0, tampered()),
+    }
 }
 
 #[cfg(test)]
