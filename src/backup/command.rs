@@ -321,7 +321,7 @@ pub fn encrypt(common: &Common, a: EncryptArgs) -> Result<Exit, Error> {
             let r = match &positioned {
                 // File to file: every core reads, seals and writes at its own offsets.
                 Some((file, size)) if !a.armor => {
-                    super::encrypt_file(&opts, file, *size, out.tmp.as_file(), progress)
+                    super::encrypt_file(&opts, file, *size, out.tmp.as_file(), a.fsync, progress)
                 }
                 _ => super::encrypt_stream(&opts, &mut input, out.tmp.as_file_mut(), progress),
             };
@@ -418,7 +418,7 @@ pub fn decrypt(common: &Common, a: DecryptArgs) -> Result<Exit, Error> {
             Some(path) => {
                 let mut out = AtomicOut::create(path)?;
                 let positioned = positioned.as_ref().and_then(|(file, size)| {
-                    opened.decrypt_file(file, *size, Some(out.tmp.as_file()), progress)
+                    opened.decrypt_file(file, *size, Some(out.tmp.as_file()), a.fsync, progress)
                 });
                 let rep = match positioned {
                     Some(r) => r?,
@@ -489,7 +489,7 @@ pub fn verify(common: &Common, a: DecryptArgs) -> Result<Exit, Error> {
     let result = super::open(input, &opts).and_then(|opened| {
         match positioned
             .as_ref()
-            .and_then(|(f, size)| opened.decrypt_file(f, *size, None, progress))
+            .and_then(|(f, size)| opened.decrypt_file(f, *size, None, false, progress))
         {
             Some(r) => r,
             None => opened.decrypt(&mut io::sink(), None, progress),

@@ -300,6 +300,7 @@ pub fn encrypt_file(
     input: &File,
     size: u64,
     output: &File,
+    durable: bool,
     progress: Option<stream::Progress<'_>>,
 ) -> Result<Report, BackupError> {
     use std::os::unix::fs::FileExt;
@@ -315,6 +316,7 @@ pub fn encrypt_file(
         input_len: size,
         output: Some(output),
         output_at: head.len() as u64,
+        durable,
     };
     let n = positioned::encrypt(cipher_of(s.header.version), &s.key, &files, progress)
         .map_err(|e| stream_error(e, None))?;
@@ -462,12 +464,14 @@ impl Opened {
 
     /// Decrypts the payload of `input` (the file this was opened from, `size` bytes
     /// long) into `output` on every core, or only authenticates it when `output` is
-    /// `None`. `None` when the input is armored: then use [`Opened::decrypt`].
+    /// `None`; `durable`: the caller fsyncs the output. `None` when the input is
+    /// armored: then use [`Opened::decrypt`].
     pub fn decrypt_file(
         &self,
         input: &File,
         size: u64,
         output: Option<&File>,
+        durable: bool,
         progress: Option<stream::Progress<'_>>,
     ) -> Option<Result<Report, BackupError>> {
         let at = self.payload_at?;
@@ -477,7 +481,14 @@ impl Opened {
             let chunks = len.div_ceil(stream::CT_CHUNK as u64);
             positioned::preallocate(out, len.saturating_sub(chunks * stream::TAG as u64));
         }
-        let files = positioned::Files { input, input_at: at, input_len: len, output, output_at: 0 };
+        let files = positioned::Files {
+            input,
+            input_at: at,
+            input_len: len,
+            output,
+            output_at: 0,
+            durable,
+        };
         let n = positioned::decrypt(
             cipher_of(self.header.version),
             &self.payload_key,

@@ -17,6 +17,7 @@
 //! the order in which batches land does not matter; the error reported is that of the
 //! first chunk that failed, with the same words as the streaming path.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::unix::fs::FileExt;
@@ -41,7 +42,13 @@ pub struct Files<'a> {
     pub output: Option<&'a File>,
     /// Where the payload goes in `output` (after the header and nonce, for encryption).
     pub output_at: u64,
+    /// The caller fsyncs the output at the end: start writing it to disk as it lands,
+    /// so that the disk works while the cores do and the fsync has little left to do.
+    pub durable: bool,
 }
+
+/// How much newly written output starts its writeback at once, when durable.
+const WRITEBACK: u64 = 8 << 20;
 
 /// The first chunk that failed, and why.
 struct Failure {
@@ -68,7 +75,12 @@ type Work<'a> = dyn Fn(u64, &mut [u8]) -> Result<Option<Written>, (u64, StreamEr
 /// that finishes a batch queues it and writes the queue only if no one else is writing.
 /// A fixed number of buffers bounds the memory; a worker that finds none free writes
 /// the queue itself.
-fn run(batches: u64, output: Option<&File>, work: &Work<'_>) -> Result<(), StreamError> {
+fn run(
+    batches: u64,
+    output: Option<&File>,
+    durable: bool,
+    work: &Work<'_>,
+) -> Result<(), StreamError> {
     let threads =
         super::stream::workers().min(usize::try_from(batches).unwrap_or(usize::MAX)).max(1);
     let buffers = 2 * threads;
@@ -86,18 +98,25 @@ fn run(batches: u64, output: Option<&File>, work: &Work<'_>) -> Result<(), Strea
     };
     let free: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::with_capacity(buffers));
     let made = AtomicU64::new(0);
-    let queued: Mutex<Vec<(Vec<u8>, Written)>> = Mutex::new(Vec::with_capacity(buffers));
-    let writer = Mutex::new(());
-    // Writes the queue; the caller holds `writer`.
-    let drain = || loop {
-        let Some((buf, w)) = lock(&queued).pop() else { return };
+    let queued: Mutex<VecDeque<(Vec<u8>, Written)>> = Mutex::new(VecDeque::with_capacity(buffers));
+    // The writer's token, holding how far the output's writeback was started.
+    let writer = Mutex::new(0u64);
+    // Writes the queue, oldest first; the caller holds `writer`.
+    let drain = |started: &mut u64| loop {
+        let Some((buf, w)) = lock(&queued).pop_front() else { return };
         if let Some(out) = output
             && !stop.load(Ordering::Relaxed)
         {
             let mut slices: Vec<IoSlice<'_>> =
                 w.ranges.iter().map(|&(s, l)| IoSlice::new(&buf[s..s + l])).collect();
-            if let Err(e) = write_all_vectored_at(out, &mut slices, w.at) {
-                fail(w.first, io_error("write the output", e));
+            let len: usize = w.ranges.iter().map(|&(_, l)| l).sum();
+            match write_all_vectored_at(out, &mut slices, w.at) {
+                Err(e) => fail(w.first, io_error("write the output", e)),
+                Ok(()) if durable && w.at + len as u64 >= *started + WRITEBACK => {
+                    start_writeback(out, *started, w.at + len as u64);
+                    *started = w.at + len as u64;
+                }
+                Ok(()) => {}
             }
         }
         lock(&free).push(buf);
@@ -111,8 +130,7 @@ fn run(batches: u64, output: Option<&File>, work: &Work<'_>) -> Result<(), Strea
         }
         made.fetch_sub(1, Ordering::Relaxed);
         // Every buffer is queued or in a worker's hands: write the queue.
-        let _w = lock(&writer);
-        drain();
+        drain(&mut lock(&writer));
     };
     std::thread::scope(|s| {
         for _ in 0..threads {
@@ -125,9 +143,9 @@ fn run(batches: u64, output: Option<&File>, work: &Work<'_>) -> Result<(), Strea
                     let mut buf = buffer();
                     match work(b, &mut buf) {
                         Ok(Some(w)) if !w.ranges.is_empty() => {
-                            lock(&queued).push((buf, w));
-                            if let Ok(_w) = writer.try_lock() {
-                                drain();
+                            lock(&queued).push_back((buf, w));
+                            if let Ok(mut started) = writer.try_lock() {
+                                drain(&mut started);
                             }
                         }
                         Ok(_) => lock(&free).push(buf),
@@ -137,8 +155,7 @@ fn run(batches: u64, output: Option<&File>, work: &Work<'_>) -> Result<(), Strea
                         }
                     }
                 }
-                let _w = lock(&writer);
-                drain();
+                drain(&mut lock(&writer));
             });
         }
     });
@@ -209,6 +226,16 @@ pub fn preallocate(output: &File, len: u64) {
         && len > 0
     {
         let _ = nix::fcntl::fallocate(output, nix::fcntl::FallocateFlags::empty(), 0, len);
+    }
+}
+
+/// Starts writing `from..to` of `output` to disk without waiting for it (the page
+/// cache keeps the data; the caller's fsync makes it durable). `POSIX_FADV_DONTNEED`
+/// starts writeback of the dirty pages of the range and drops only pages already clean.
+fn start_writeback(output: &File, from: u64, to: u64) {
+    if let (Ok(from), Ok(len)) = (i64::try_from(from), i64::try_from(to.saturating_sub(from))) {
+        let advice = nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED;
+        let _ = nix::fcntl::posix_fadvise(output, from, len, advice);
     }
 }
 
@@ -299,7 +326,7 @@ pub fn encrypt(
             first,
         }))
     };
-    run(batches, Some(output), &work)?;
+    run(batches, Some(output), files.durable, &work)?;
     unchanged(files.input, files.input_at + size)?;
     Ok(size)
 }
@@ -362,7 +389,7 @@ pub fn decrypt(
         plain.retain(|&(_, l)| l > 0);
         Ok(Some(Written { at: first * CHUNK as u64, ranges: plain, first }))
     };
-    run(batches, files.output, &work)?;
+    run(batches, files.output, files.durable, &work)?;
     unchanged(files.input, files.input_at + len)?;
     Ok(plaintext.into_inner())
 }
@@ -395,6 +422,7 @@ mod tests {
             input_len: data.len() as u64,
             output: Some(&output),
             output_at: 0,
+            durable: false,
         };
         assert_eq!(encrypt(cipher, &KEY, &files, None).unwrap(), data.len() as u64);
         contents(&output)
@@ -409,6 +437,7 @@ mod tests {
             input_len: ct.len() as u64,
             output: Some(&output),
             output_at: 0,
+            durable: false,
         };
         let positioned = decrypt(cipher, &KEY, &files, None).map(|_| contents(&output));
         let mut streamed_out = Vec::new();
@@ -493,6 +522,7 @@ mod tests {
             input_len: ct.len() as u64,
             output: None,
             output_at: 0,
+            durable: false,
         };
         assert_eq!(decrypt(Cipher::Aes256Gcm, &KEY, &verify, None).unwrap(), data.len() as u64);
         // Encrypting after a header leaves the header alone.
@@ -503,6 +533,7 @@ mod tests {
             input_len: data.len() as u64,
             output: Some(&out),
             output_at: 3,
+            durable: false,
         };
         encrypt(Cipher::Aes256Gcm, &KEY, &files, None).unwrap();
         let written = contents(&out);
@@ -521,6 +552,7 @@ mod tests {
             input_len: 3 * CHUNK as u64,
             output: Some(&out),
             output_at: 0,
+            durable: false,
         };
         let e = encrypt(Cipher::ChaCha20Poly1305, &KEY, &files, None).unwrap_err();
         assert!(e.to_string().contains("shorter"), "{e}");
@@ -531,6 +563,7 @@ mod tests {
             input_len: CHUNK as u64,
             output: Some(&out),
             output_at: 0,
+            durable: false,
         };
         let e = encrypt(Cipher::ChaCha20Poly1305, &KEY, &files, None).unwrap_err();
         assert!(e.to_string().contains("changed size"), "{e}");
