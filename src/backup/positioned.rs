@@ -19,7 +19,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSliceMut};
 use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -56,11 +56,13 @@ struct Failure {
     error: StreamError,
 }
 
-/// What a worker leaves to write: ranges of its buffer, one after the other at `at`
-/// of the output; `first` is the batch's first chunk (for a write error).
+/// What a worker leaves to write: the first `len` bytes of its buffer, at `at` of the
+/// output; `first` is the batch's first chunk (for a write error). One contiguous
+/// write: the kernel copies a multi-segment `pwritev` into the page cache several
+/// times slower than one buffer of the same size (measured on Linux 6.18, ext4).
 pub(super) struct Written {
     at: u64,
-    ranges: Vec<(usize, usize)>,
+    len: usize,
     first: u64,
 }
 
@@ -107,14 +109,12 @@ fn run(
         if let Some(out) = output
             && !stop.load(Ordering::Relaxed)
         {
-            let mut slices: Vec<IoSlice<'_>> =
-                w.ranges.iter().map(|&(s, l)| IoSlice::new(&buf[s..s + l])).collect();
-            let len: usize = w.ranges.iter().map(|&(_, l)| l).sum();
-            match write_all_vectored_at(out, &mut slices, w.at) {
+            let end = w.at + w.len as u64;
+            match out.write_all_at(&buf[..w.len], w.at) {
                 Err(e) => fail(w.first, io_error("write the output", e)),
-                Ok(()) if durable && w.at + len as u64 >= *started + WRITEBACK => {
-                    start_writeback(out, *started, w.at + len as u64);
-                    *started = w.at + len as u64;
+                Ok(()) if durable && end >= *started + WRITEBACK => {
+                    start_writeback(out, *started, end);
+                    *started = end;
                 }
                 Ok(()) => {}
             }
@@ -142,7 +142,7 @@ fn run(
                     }
                     let mut buf = buffer();
                     match work(b, &mut buf) {
-                        Ok(Some(w)) if !w.ranges.is_empty() => {
+                        Ok(Some(w)) if w.len > 0 => {
                             lock(&queued).push_back((buf, w));
                             if let Ok(mut started) = writer.try_lock() {
                                 drain(&mut started);
@@ -190,25 +190,6 @@ fn read_exact_vectored_at(file: &File, bufs: &mut [IoSliceMut<'_>], offset: u64)
             }
             Ok(n) => {
                 IoSliceMut::advance_slices(&mut bufs, n);
-                offset += n as u64;
-            }
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
-/// Writes all of `bufs` at `offset`.
-fn write_all_vectored_at(file: &File, bufs: &mut [IoSlice<'_>], offset: u64) -> io::Result<()> {
-    let mut bufs = bufs;
-    let mut offset = offset;
-    while !bufs.is_empty() {
-        let at = i64::try_from(offset).map_err(io::Error::other)?;
-        match nix::sys::uio::pwritev(file, bufs, at) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                IoSlice::advance_slices(&mut bufs, n);
                 offset += n as u64;
             }
             Err(nix::errno::Errno::EINTR) => {}
@@ -320,11 +301,7 @@ pub fn encrypt(
         if let Some(p) = progress {
             p(done.fetch_add(plain as u64, Ordering::Relaxed) + plain as u64);
         }
-        Ok(Some(Written {
-            at: files.output_at + first * CT_CHUNK as u64,
-            ranges: vec![(0, end)],
-            first,
-        }))
+        Ok(Some(Written { at: files.output_at + first * CT_CHUNK as u64, len: end, first }))
     };
     run(batches, Some(output), files.durable, &work)?;
     unchanged(files.input, files.input_at + size)?;
@@ -363,7 +340,9 @@ pub fn decrypt(
             files.input_at + at,
         )
         .map_err(|e| (first, io_error("read the input", e)))?;
-        let mut plain: Vec<(usize, usize)> = Vec::with_capacity(BATCH);
+        // Plaintext is moved down over the tags as each chunk opens, so the batch is
+        // written as one buffer.
+        let mut total = 0;
         for (i, start) in (0..bytes).step_by(CT_CHUNK).enumerate() {
             let counter = first + i as u64;
             let n = (bytes - start).min(CT_CHUNK);
@@ -379,15 +358,14 @@ pub fn decrypt(
             if let Some(what) = error {
                 return Err((counter, StreamError::Payload { what, released: 0 }));
             }
-            plain.push((start, opened));
+            buf.copy_within(start..start + opened, total);
+            total += opened;
         }
-        let total: usize = plain.iter().map(|&(_, l)| l).sum();
         plaintext.fetch_add(total as u64, Ordering::Relaxed);
         if let Some(p) = progress {
             p(done.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64);
         }
-        plain.retain(|&(_, l)| l > 0);
-        Ok(Some(Written { at: first * CHUNK as u64, ranges: plain, first }))
+        Ok(Some(Written { at: first * CHUNK as u64, len: total, first }))
     };
     run(batches, files.output, files.durable, &work)?;
     unchanged(files.input, files.input_at + len)?;

@@ -83,8 +83,10 @@ struct Batch {
     /// Bytes of input in `buf` (encrypt: plaintext in chunk slots; decrypt: ciphertext).
     len: usize,
     last: bool,
-    /// After processing: the byte ranges of `buf` to write, and an error after them.
-    segments: Vec<(usize, usize)>,
+    /// After processing: how many bytes at the start of `buf` to write (one buffer:
+    /// the kernel copies it into the page cache much faster than many segments), and
+    /// an error after them.
+    out: usize,
     error: Option<String>,
 }
 
@@ -157,7 +159,7 @@ fn pipeline(
                 let Ok(mut buf) = free_rx.recv() else { return Ok(()) };
                 let len = read_batch(input, &mut buf)?;
                 let short = len < full;
-                let batch = Batch { seq, buf, len, last: false, segments: Vec::new(), error: None };
+                let batch = Batch { seq, buf, len, last: false, out: 0, error: None };
                 seq += 1;
                 if len == 0 {
                     let mut last = pending.take().unwrap_or(batch);
@@ -225,14 +227,14 @@ fn write_in_order(
         waiting.insert(b.seq, b);
         while let Some(b) = waiting.remove(&next) {
             next += 1;
-            if let Err(e) = write_segments(output, &b.buf, &b.segments) {
+            if let Err(e) = output.write_all(&b.buf[..b.out]) {
                 return Err(StreamError::Io {
                     op: "write the output",
                     source: e,
                     released: written,
                 });
             }
-            written += b.segments.iter().map(|&(_, l)| l as u64).sum::<u64>();
+            written += b.out as u64;
             consumed += b.len as u64;
             if let Some(p) = progress {
                 p(consumed);
@@ -252,23 +254,6 @@ fn write_in_order(
         return Err(StreamError::Io { op: "write the output", source: e, released: written });
     }
     Ok(written)
-}
-
-/// Writes the given ranges of `buf` with as few (vectored) writes as possible.
-fn write_segments(out: &mut dyn Write, buf: &[u8], segments: &[(usize, usize)]) -> io::Result<()> {
-    let mut slices: Vec<io::IoSlice<'_>> =
-        segments.iter().map(|&(s, l)| io::IoSlice::new(&buf[s..s + l])).collect();
-    let mut rest = &mut slices[..];
-    io::IoSlice::advance_slices(&mut rest, 0);
-    while !rest.is_empty() {
-        match out.write_vectored(rest) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => io::IoSlice::advance_slices(&mut rest, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// Encrypts `input` to `output` (payload only, after the header and nonce).
@@ -311,7 +296,7 @@ pub fn encrypt(
             b.buf[start + n..start + n + TAG].copy_from_slice(tag.as_ref());
             out = start + n + TAG;
         }
-        b.segments = vec![(0, out)];
+        b.out = out;
         counted.fetch_add(b.len as u64, std::sync::atomic::Ordering::Relaxed);
     };
     pipeline(input, output, BATCH * CT_CHUNK, BATCH * CHUNK, &read_batch, &work, progress)?;
@@ -343,6 +328,7 @@ pub fn decrypt(
         // Chunks open in place. A chunk that may need a second try is copied first,
         // because ring zeroes a chunk that fails (see `open_chunk`).
         let mut backup = vec![0u8; CT_CHUNK];
+        let mut plain = 0;
         for i in 0..chunks {
             let start = i * CT_CHUNK;
             let n = (b.len - start).min(CT_CHUNK);
@@ -357,14 +343,15 @@ pub fn decrypt(
                 true
             };
             let (len, error) = open_chunk(&k, chunk, counter, at_eof, &mut restore);
-            if len > 0 {
-                b.segments.push((start, len));
-            }
+            // Plaintext moves down over the tags: one buffer to write.
+            b.buf.copy_within(start..start + len, plain);
+            plain += len;
             if error.is_some() {
                 b.error = error;
                 break;
             }
         }
+        b.out = plain;
     };
     pipeline(input, output, BATCH * CT_CHUNK, BATCH * CT_CHUNK, &read_batch, &work, progress)
 }
