@@ -254,13 +254,24 @@ impl Sealing {
     }
 
     fn report(&self, opts: &EncryptOptions<'_>, plaintext_bytes: u64) -> Report {
-        Report {
-            format: format_name(self.header.version),
-            plaintext_bytes,
-            stanzas: self.header.stanzas.iter().map(|s| s.tag.clone()).collect(),
-            signed_by: opts.signer.map(|k| keys::signer_string(&k.public())),
-            signer_trusted: false,
-        }
+        let signed_by = opts.signer.map(|k| keys::signer_string(&k.public()));
+        report(&self.header, plaintext_bytes, signed_by, false)
+    }
+}
+
+/// What a run did with a backup whose header is `header`.
+fn report(
+    header: &Header,
+    plaintext_bytes: u64,
+    signed_by: Option<String>,
+    signer_trusted: bool,
+) -> Report {
+    Report {
+        format: format_name(header.version),
+        plaintext_bytes,
+        stanzas: header.stanzas.iter().map(|s| s.tag.clone()).collect(),
+        signed_by,
+        signer_trusted,
     }
 }
 
@@ -478,8 +489,7 @@ impl Opened {
         let len = size.saturating_sub(at);
         if let Some(out) = output {
             // The plaintext's size, when the payload is shaped right (else it fails).
-            let chunks = len.div_ceil(stream::CT_CHUNK as u64);
-            positioned::preallocate(out, len.saturating_sub(chunks * stream::TAG as u64));
+            positioned::preallocate(out, positioned::plaintext_len(len));
         }
         let files = positioned::Files {
             input,
@@ -499,13 +509,7 @@ impl Opened {
     }
 
     fn report(&self, plaintext_bytes: u64) -> Report {
-        Report {
-            format: format_name(self.header.version),
-            plaintext_bytes,
-            stanzas: self.header.stanzas.iter().map(|s| s.tag.clone()).collect(),
-            signed_by: self.signed_by.clone(),
-            signer_trusted: self.signer_trusted,
-        }
+        report(&self.header, plaintext_bytes, self.signed_by.clone(), self.signer_trusted)
     }
 }
 

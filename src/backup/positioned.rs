@@ -5,10 +5,11 @@
 //! chunks' places are known before any byte is read: plaintext chunk `i` is at
 //! `i × 64 KiB`, its ciphertext at `i × (64 KiB + 16)` after the header. So each worker
 //! takes the next batch of chunks, reads it with one positioned read, seals or opens it
-//! in place and writes it with one positioned write, on a buffer that stays in its
-//! core's cache. There is no reader or writer thread to wait on, no hand-off between
-//! cores and no copy of the payload in user space. Memory is one batch per worker,
-//! whatever the size.
+//! in place and queues it to be written at its offset (one worker at a time writes the
+//! queue, in pieces of at most 64 KiB), on a buffer that stays in its core's cache.
+//! There is no reader or writer thread to wait on and no hand-off between cores; the
+//! only copy in user space is decryption's move of each chunk's plaintext over the tags
+//! before it. Memory is two batches per worker, whatever the size.
 //!
 //! The final chunk is found by the input's size, taken once before the work starts;
 //! when the input's size differs afterwards, the result is refused (a file that grew
@@ -25,9 +26,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::stream::{
-    CHUNK, CT_CHUNK, Cipher, Progress, StreamError, TAG, WRITE_PIECE, key, nonce, open_chunk,
+    CHUNK, CT_CHUNK, Cipher, Progress, StreamError, TAG, WRITE_PIECE, key, open_chunk, seal_chunk,
 };
-use ring::aead::Aad;
 
 /// Chunks per batch: 256 KiB, which a worker reads, seals or opens and writes while it
 /// stays in its core's L2 cache.
@@ -290,17 +290,8 @@ pub fn encrypt(
         for (i, &len) in lens.iter().enumerate() {
             let counter = first + i as u64;
             let start = i * CT_CHUNK;
-            let tag = k
-                .seal_in_place_separate_tag(
-                    nonce(counter, counter + 1 == chunks),
-                    Aad::empty(),
-                    &mut buf[start..start + len],
-                )
-                .map_err(|_| {
-                    let what = "the cipher refused to seal a chunk".to_string();
-                    (counter, StreamError::Payload { what, released: 0 })
-                })?;
-            buf[start + len..start + len + TAG].copy_from_slice(tag.as_ref());
+            seal_chunk(&k, &mut buf[start..start + len + TAG], counter, counter + 1 == chunks)
+                .map_err(|what| (counter, StreamError::Payload { what, released: 0 }))?;
             end = start + len + TAG;
         }
         if let Some(p) = progress {
@@ -311,6 +302,12 @@ pub fn encrypt(
     run(batches, Some(output), files.durable, &work)?;
     unchanged(files.input, files.input_at + size)?;
     Ok(size)
+}
+
+/// The plaintext of a payload of `len` bytes whose chunks all open: one tag less per
+/// chunk.
+pub fn plaintext_len(len: u64) -> u64 {
+    len.saturating_sub(len.div_ceil(CT_CHUNK as u64) * TAG as u64)
 }
 
 /// Decrypts the payload (`input_len` bytes from `input_at`, what follows the nonce)
@@ -334,7 +331,6 @@ pub fn decrypt(
     let batches = chunks.div_ceil(BATCH as u64);
     sequential(files.input);
     let done = AtomicU64::new(0);
-    let plaintext = AtomicU64::new(0);
     let work = |b: u64, buf: &mut [u8]| -> Result<Option<Written>, (u64, StreamError)> {
         let first = b * BATCH as u64;
         let at = first * CT_CHUNK as u64;
@@ -346,7 +342,7 @@ pub fn decrypt(
         )
         .map_err(|e| (first, io_error("read the input", e)))?;
         // Plaintext is moved down over the tags as each chunk opens, so the batch is
-        // written as one buffer.
+        // written as one buffer (nothing to move when only authenticating).
         let mut total = 0;
         for (i, start) in (0..bytes).step_by(CT_CHUNK).enumerate() {
             let counter = first + i as u64;
@@ -363,10 +359,11 @@ pub fn decrypt(
             if let Some(what) = error {
                 return Err((counter, StreamError::Payload { what, released: 0 }));
             }
-            buf.copy_within(start..start + opened, total);
+            if files.output.is_some() {
+                buf.copy_within(start..start + opened, total);
+            }
             total += opened;
         }
-        plaintext.fetch_add(total as u64, Ordering::Relaxed);
         if let Some(p) = progress {
             p(done.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64);
         }
@@ -374,7 +371,8 @@ pub fn decrypt(
     };
     run(batches, files.output, files.durable, &work)?;
     unchanged(files.input, files.input_at + len)?;
-    Ok(plaintext.into_inner())
+    // Every chunk opened whole.
+    Ok(plaintext_len(len))
 }
 
 #[cfg(test)]
@@ -397,16 +395,14 @@ mod tests {
         v
     }
 
+    /// `len` bytes of `input` from its start to `output` from its start, not durable.
+    fn whole<'a>(input: &'a File, len: usize, output: Option<&'a File>) -> Files<'a> {
+        Files { input, input_at: 0, input_len: len as u64, output, output_at: 0, durable: false }
+    }
+
     fn enc(cipher: Cipher, data: &[u8]) -> Vec<u8> {
         let (input, output) = (file(data), tempfile::tempfile().unwrap());
-        let files = Files {
-            input: &input,
-            input_at: 0,
-            input_len: data.len() as u64,
-            output: Some(&output),
-            output_at: 0,
-            durable: false,
-        };
+        let files = whole(&input, data.len(), Some(&output));
         assert_eq!(encrypt(cipher, &KEY, &files, None).unwrap(), data.len() as u64);
         contents(&output)
     }
@@ -414,14 +410,7 @@ mod tests {
     /// Decrypts with both paths; they must agree on the plaintext or the message.
     fn dec(cipher: Cipher, ct: &[u8]) -> Result<Vec<u8>, String> {
         let (input, output) = (file(ct), tempfile::tempfile().unwrap());
-        let files = Files {
-            input: &input,
-            input_at: 0,
-            input_len: ct.len() as u64,
-            output: Some(&output),
-            output_at: 0,
-            durable: false,
-        };
+        let files = whole(&input, ct.len(), Some(&output));
         let positioned = decrypt(cipher, &KEY, &files, None).map(|_| contents(&output));
         let mut streamed_out = Vec::new();
         let streamed =
@@ -499,25 +488,11 @@ mod tests {
         let mut with_header = b"HEADER".to_vec();
         with_header.extend_from_slice(&ct);
         let input = file(&with_header);
-        let verify = Files {
-            input: &input,
-            input_at: 6,
-            input_len: ct.len() as u64,
-            output: None,
-            output_at: 0,
-            durable: false,
-        };
+        let verify = Files { input_at: 6, ..whole(&input, ct.len(), None) };
         assert_eq!(decrypt(Cipher::Aes256Gcm, &KEY, &verify, None).unwrap(), data.len() as u64);
         // Encrypting after a header leaves the header alone.
         let (plain, out) = (file(&data), file(b"HDR"));
-        let files = Files {
-            input: &plain,
-            input_at: 0,
-            input_len: data.len() as u64,
-            output: Some(&out),
-            output_at: 3,
-            durable: false,
-        };
+        let files = Files { output_at: 3, ..whole(&plain, data.len(), Some(&out)) };
         encrypt(Cipher::Aes256Gcm, &KEY, &files, None).unwrap();
         let written = contents(&out);
         assert!(written[..3] == *b"HDR" && written[3..] == ct[..]);
@@ -529,25 +504,11 @@ mod tests {
         let input = file(&data);
         let out = tempfile::tempfile().unwrap();
         // The caller measured a longer input than there is: it shrank.
-        let files = Files {
-            input: &input,
-            input_at: 0,
-            input_len: 3 * CHUNK as u64,
-            output: Some(&out),
-            output_at: 0,
-            durable: false,
-        };
+        let files = whole(&input, 3 * CHUNK, Some(&out));
         let e = encrypt(Cipher::ChaCha20Poly1305, &KEY, &files, None).unwrap_err();
         assert!(e.to_string().contains("shorter"), "{e}");
         // It grew after it was measured.
-        let files = Files {
-            input: &input,
-            input_at: 0,
-            input_len: CHUNK as u64,
-            output: Some(&out),
-            output_at: 0,
-            durable: false,
-        };
+        let files = whole(&input, CHUNK, Some(&out));
         let e = encrypt(Cipher::ChaCha20Poly1305, &KEY, &files, None).unwrap_err();
         assert!(e.to_string().contains("changed size"), "{e}");
     }

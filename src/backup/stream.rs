@@ -63,7 +63,7 @@ impl StreamError {
 /// Progress callback: called with the number of input bytes consumed so far.
 pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
 
-pub(super) fn nonce(counter: u64, last: bool) -> Nonce {
+fn nonce(counter: u64, last: bool) -> Nonce {
     let mut n = [0u8; 12];
     n[3..11].copy_from_slice(&counter.to_be_bytes());
     n[11] = u8::from(last);
@@ -288,18 +288,10 @@ pub fn encrypt(
             let counter = b.seq * BATCH as u64 + i as u64;
             let last = b.last && i + 1 == chunks;
             let start = i * CT_CHUNK;
-            let tag = match k.seal_in_place_separate_tag(
-                nonce(counter, last),
-                Aad::empty(),
-                &mut b.buf[start..start + n],
-            ) {
-                Ok(t) => t,
-                Err(_) => {
-                    b.error = Some("the cipher refused to seal a chunk".into());
-                    break;
-                }
-            };
-            b.buf[start + n..start + n + TAG].copy_from_slice(tag.as_ref());
+            if let Err(what) = seal_chunk(&k, &mut b.buf[start..start + n + TAG], counter, last) {
+                b.error = Some(what);
+                break;
+            }
             out = start + n + TAG;
         }
         b.out = out;
@@ -360,6 +352,22 @@ pub fn decrypt(
         b.out = plain;
     };
     pipeline(input, output, BATCH * CT_CHUNK, BATCH * CT_CHUNK, &read_batch, &work, progress)
+}
+
+/// Seals chunk `counter` in place: `slot` holds its plaintext followed by room for
+/// the tag, and holds its ciphertext afterwards.
+pub(super) fn seal_chunk(
+    key: &LessSafeKey,
+    slot: &mut [u8],
+    counter: u64,
+    last: bool,
+) -> Result<(), String> {
+    let (plain, tag_room) = slot.split_at_mut(slot.len() - TAG);
+    let tag = key
+        .seal_in_place_separate_tag(nonce(counter, last), Aad::empty(), plain)
+        .map_err(|_| "the cipher refused to seal a chunk".to_string())?;
+    tag_room.copy_from_slice(tag.as_ref());
+    Ok(())
 }
 
 /// Whether a chunk of `n` bytes gets a second try when it fails: a full-size chunk,
