@@ -6,7 +6,8 @@
 //! `i × 64 KiB`, its ciphertext at `i × (64 KiB + 16)` after the header. So each worker
 //! takes the next batch of chunks, reads it with one positioned read, seals or opens it
 //! in place and queues it to be written at its offset (one worker at a time writes the
-//! queue, in pieces of at most 64 KiB), on a buffer that stays in its core's cache.
+//! queue, in pieces of at most 32 KiB cut at aligned offsets), on a buffer that stays in
+//! its core's cache.
 //! There is no reader or writer thread to wait on and no hand-off between cores; the
 //! only copy in user space is decryption's move of each chunk's plaintext over the tags
 //! before it. Memory is two batches per worker, whatever the size.
@@ -26,7 +27,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::stream::{
-    CHUNK, CT_CHUNK, Cipher, Progress, StreamError, TAG, WRITE_PIECE, key, open_chunk, seal_chunk,
+    CHUNK, CT_CHUNK, Cipher, Progress, StreamError, TAG, key, open_chunk, pieces, seal_chunk,
 };
 
 /// Chunks per batch: 256 KiB, which a worker reads, seals or opens and writes while it
@@ -60,7 +61,7 @@ struct Failure {
 
 /// What a worker leaves to write: the first `len` bytes of its buffer, at `at` of the
 /// output; `first` is the batch's first chunk (for a write error). Contiguous, and
-/// written in pieces of [`WRITE_PIECE`].
+/// written in the pieces that [`pieces`] cuts.
 pub(super) struct Written {
     at: u64,
     len: usize,
@@ -111,10 +112,8 @@ fn run(
             && !stop.load(Ordering::Relaxed)
         {
             let end = w.at + w.len as u64;
-            let written = buf[..w.len]
-                .chunks(WRITE_PIECE)
-                .enumerate()
-                .try_for_each(|(i, c)| out.write_all_at(c, w.at + (i * WRITE_PIECE) as u64));
+            let written = pieces(w.at, w.len)
+                .try_for_each(|r| out.write_all_at(&buf[r.clone()], w.at + r.start as u64));
             match written {
                 Err(e) => fail(w.first, io_error("write the output", e)),
                 Ok(()) if durable && end >= *started + WRITEBACK => {
