@@ -9,6 +9,7 @@
 //! The server side of a backup holds only public keys (recipients) and, optionally, its
 //! signing key; nothing here logs, prints or audits a key, passphrase or plaintext.
 
+pub mod aead;
 pub mod armor;
 pub mod command;
 pub mod header;

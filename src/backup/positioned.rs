@@ -286,10 +286,11 @@ pub fn encrypt(
             .map_err(|e| (first, io_error("read the input", e)))?;
         drop(slots);
         let mut end = 0;
+        let mut c = k.chunks();
         for (i, &len) in lens.iter().enumerate() {
             let counter = first + i as u64;
             let start = i * CT_CHUNK;
-            seal_chunk(&k, &mut buf[start..start + len + TAG], counter, counter + 1 == chunks)
+            seal_chunk(&mut c, &mut buf[start..start + len + TAG], counter, counter + 1 == chunks)
                 .map_err(|what| (counter, StreamError::Payload { what, released: 0 }))?;
             end = start + len + TAG;
         }
@@ -343,13 +344,14 @@ pub fn decrypt(
         // Plaintext is moved down over the tags as each chunk opens, so the batch is
         // written as one buffer (nothing to move when only authenticating).
         let mut total = 0;
+        let mut c = k.chunks();
         for (i, start) in (0..bytes).step_by(CT_CHUNK).enumerate() {
             let counter = first + i as u64;
             let n = (bytes - start).min(CT_CHUNK);
             let chunk_at = files.input_at + at + start as u64;
             let mut restore = |c: &mut [u8]| files.input.read_exact_at(c, chunk_at).is_ok();
             let (opened, error) = open_chunk(
-                &k,
+                &mut c,
                 &mut buf[start..start + n],
                 counter,
                 counter + 1 == chunks,

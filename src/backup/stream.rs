@@ -2,7 +2,7 @@
 //! flag as nonce) encrypted and decrypted on every core, in constant memory.
 //!
 //! A reader thread fills large buffers (a batch of 16 chunks) taken from a fixed pool,
-//! worker threads seal or open the chunks of a batch in place with ring, and the calling
+//! worker threads seal or open the chunks of a batch in place (see `aead`), and the calling
 //! thread writes batches strictly in order and returns their buffers to the pool. The
 //! pool size bounds the memory in flight whatever the input size. Decryption releases
 //! plaintext only in order and only up to the last chunk that authenticated; the final
@@ -12,8 +12,8 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
+use super::aead::{Chunks, PayloadKey};
 use crossbeam_channel::{Receiver, Sender, bounded};
-use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 
 pub const CHUNK: usize = 64 * 1024;
 pub const TAG: usize = 16;
@@ -28,7 +28,7 @@ pub const BATCH: usize = 16;
 /// memory this project's virtual machine hands back to its host and must fault in
 /// again. Measured on the 2-core machine, decrypting 1 GiB (plaintext at aligned
 /// offsets) cost 0.3–0.4 s of system time in every run with 32 KiB aligned writes,
-/// against 0.3–1.4 s with 64 KiB writes (3 runs of 6 above 1 s); encryption
+/// against 0.28–1.43 s with 64 KiB writes (half the runs above 0.6 s); encryption
 /// (ciphertext at unaligned offsets) gained 0.03–0.05 s from being cut at 32 KiB
 /// offsets. Smaller writes cost more calls (16 KiB: 0.4–0.6 s).
 pub const WRITE_PIECE: usize = 32 * 1024;
@@ -55,15 +55,6 @@ pub enum Cipher {
     Aes256Gcm,
 }
 
-impl Cipher {
-    fn algorithm(self) -> &'static aead::Algorithm {
-        match self {
-            Cipher::ChaCha20Poly1305 => &aead::CHACHA20_POLY1305,
-            Cipher::Aes256Gcm => &aead::AES_256_GCM,
-        }
-    }
-}
-
 /// Why a payload did not decrypt. `released` plaintext bytes were written before.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
@@ -84,19 +75,15 @@ impl StreamError {
 /// Progress callback: called with the number of input bytes consumed so far.
 pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
 
-fn nonce(counter: u64, last: bool) -> Nonce {
+fn nonce(counter: u64, last: bool) -> [u8; 12] {
     let mut n = [0u8; 12];
     n[3..11].copy_from_slice(&counter.to_be_bytes());
     n[11] = u8::from(last);
-    Nonce::assume_unique_for_key(n)
+    n
 }
 
-pub(super) fn key(cipher: Cipher, key: &[u8; 32]) -> LessSafeKey {
-    // Both algorithms take 32-byte keys, so construction cannot fail.
-    LessSafeKey::new(
-        UnboundKey::new(cipher.algorithm(), key)
-            .unwrap_or_else(|_| unreachable!("32-byte key for a 256-bit AEAD")),
-    )
+pub(super) fn key(cipher: Cipher, key: &[u8; 32]) -> PayloadKey {
+    PayloadKey::new(cipher, key)
 }
 
 /// Number of worker threads: every core.
@@ -304,12 +291,14 @@ pub fn encrypt(
             chunks = 1;
         }
         let mut out = 0;
+        let mut c = k.chunks();
         for i in 0..chunks {
             let n = (b.len - i * CHUNK).min(CHUNK);
             let counter = b.seq * BATCH as u64 + i as u64;
             let last = b.last && i + 1 == chunks;
             let start = i * CT_CHUNK;
-            if let Err(what) = seal_chunk(&k, &mut b.buf[start..start + n + TAG], counter, last) {
+            if let Err(what) = seal_chunk(&mut c, &mut b.buf[start..start + n + TAG], counter, last)
+            {
                 b.error = Some(what);
                 break;
             }
@@ -345,8 +334,9 @@ pub fn decrypt(
         }
         let chunks = b.len.div_ceil(CT_CHUNK);
         // Chunks open in place. A chunk that may need a second try is copied first,
-        // because ring zeroes a chunk that fails (see `open_chunk`).
+        // because a chunk that fails is zeroed (see `open_chunk`).
         let mut backup = vec![0u8; CT_CHUNK];
+        let mut c = k.chunks();
         let mut plain = 0;
         for i in 0..chunks {
             let start = i * CT_CHUNK;
@@ -361,7 +351,7 @@ pub fn decrypt(
                 c.copy_from_slice(&backup[..c.len()]);
                 true
             };
-            let (len, error) = open_chunk(&k, chunk, counter, at_eof, &mut restore);
+            let (len, error) = open_chunk(&mut c, chunk, counter, at_eof, &mut restore);
             // Plaintext moves down over the tags: one buffer to write.
             b.buf.copy_within(start..start + len, plain);
             plain += len;
@@ -378,16 +368,16 @@ pub fn decrypt(
 /// Seals chunk `counter` in place: `slot` holds its plaintext followed by room for
 /// the tag, and holds its ciphertext afterwards.
 pub(super) fn seal_chunk(
-    key: &LessSafeKey,
+    cipher: &mut Chunks<'_>,
     slot: &mut [u8],
     counter: u64,
     last: bool,
 ) -> Result<(), String> {
     let (plain, tag_room) = slot.split_at_mut(slot.len() - TAG);
-    let tag = key
-        .seal_in_place_separate_tag(nonce(counter, last), Aad::empty(), plain)
+    let tag = cipher
+        .seal(nonce(counter, last), plain)
         .map_err(|_| "the cipher refused to seal a chunk".to_string())?;
-    tag_room.copy_from_slice(tag.as_ref());
+    tag_room.copy_from_slice(&tag);
     Ok(())
 }
 
@@ -404,11 +394,11 @@ pub(super) fn retried(n: usize, at_eof: bool) -> bool {
 /// A chunk that fails is tried again with the other last-chunk flag, to say what
 /// happened: a full chunk at the end that opens as a non-final chunk means the file was
 /// truncated at a chunk boundary; a chunk before the end that opens as the final chunk
-/// means data was appended after it. ring zeroes a chunk that fails, so `restore` puts
+/// means data was appended after it. A chunk that fails is zeroed, so `restore` puts
 /// its ciphertext back first (and says whether it could); it is called only for chunks
 /// that [`retried`] names.
 pub(super) fn open_chunk(
-    key: &LessSafeKey,
+    cipher: &mut Chunks<'_>,
     chunk: &mut [u8],
     counter: u64,
     at_eof: bool,
@@ -426,7 +416,7 @@ pub(super) fn open_chunk(
             "chunk {counter} does not authenticate: the file was tampered with, reordered or truncated"
         ))
     };
-    match key.open_in_place(nonce(counter, at_eof), Aad::empty(), chunk).map(|p| p.len()) {
+    match cipher.open(nonce(counter, at_eof), chunk) {
         Ok(0) if at_eof && counter != 0 => (
             0,
             Some(format!(
@@ -435,7 +425,7 @@ pub(super) fn open_chunk(
         ),
         Ok(len) => (len, None),
         Err(_) if retried(n, at_eof) && restore(chunk) => {
-            match key.open_in_place(nonce(counter, !at_eof), Aad::empty(), chunk).map(|p| p.len()) {
+            match cipher.open(nonce(counter, !at_eof), chunk) {
                 // A short chunk is never a valid non-final chunk: nothing of it is
                 // released, but the message says what happened.
                 Ok(len) if at_eof => (
