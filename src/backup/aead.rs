@@ -177,17 +177,17 @@ fn context<'c>(
     key: &[u8; 32],
     seal: bool,
 ) -> Result<&'c mut CipherCtx, Refused> {
-    if slot.is_none() {
-        let mut ctx = CipherCtx::new().map_err(|_| Refused)?;
-        let c = SslCipher::chacha20_poly1305();
-        if seal {
-            ctx.encrypt_init(Some(c), Some(key), None).map_err(|_| Refused)?;
-        } else {
-            ctx.decrypt_init(Some(c), Some(key), None).map_err(|_| Refused)?;
-        }
-        *slot = Some(ctx);
+    if let Some(ctx) = slot {
+        return Ok(ctx);
     }
-    slot.as_mut().ok_or(Refused)
+    let mut ctx = CipherCtx::new().map_err(|_| Refused)?;
+    let c = SslCipher::chacha20_poly1305();
+    if seal {
+        ctx.encrypt_init(Some(c), Some(key), None).map_err(|_| Refused)?;
+    } else {
+        ctx.decrypt_init(Some(c), Some(key), None).map_err(|_| Refused)?;
+    }
+    Ok(slot.insert(ctx))
 }
 
 fn update_in_place(ctx: &mut CipherCtx, data: &mut [u8]) -> Result<(), Refused> {
@@ -204,15 +204,9 @@ fn update_in_place(ctx: &mut CipherCtx, data: &mut [u8]) -> Result<(), Refused> 
 
 #[cfg(test)]
 mod tests {
+    use super::super::stream::nonce;
     use super::*;
     use proptest::prelude::*;
-
-    fn nonce(counter: u64, last: bool) -> [u8; 12] {
-        let mut n = [0u8; 12];
-        n[3..11].copy_from_slice(&counter.to_be_bytes());
-        n[11] = u8::from(last);
-        n
-    }
 
     const KEY: [u8; 32] = [0x42; 32];
 

@@ -26,8 +26,9 @@ use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use super::aead::PayloadKey;
 use super::stream::{
-    CHUNK, CT_CHUNK, Cipher, Progress, StreamError, TAG, key, open_chunk, pieces, seal_chunk,
+    CHUNK, CT_CHUNK, Cipher, Progress, StreamError, TAG, open_chunk, pieces, seal_chunk,
 };
 
 /// Chunks per batch: 256 KiB, which a worker reads, seals or opens and writes while it
@@ -257,7 +258,7 @@ pub fn encrypt(
     files: &Files<'_>,
     progress: Option<Progress<'_>>,
 ) -> Result<u64, StreamError> {
-    let k = key(cipher, payload_key);
+    let k = PayloadKey::new(cipher, payload_key);
     let output = files.output.ok_or_else(|| {
         io_error("write the output", io::Error::other("encryption needs an output file"))
     })?;
@@ -318,7 +319,7 @@ pub fn decrypt(
     files: &Files<'_>,
     progress: Option<Progress<'_>>,
 ) -> Result<u64, StreamError> {
-    let k = key(cipher, payload_key);
+    let k = PayloadKey::new(cipher, payload_key);
     let len = files.input_len;
     if len == 0 {
         return Err(StreamError::Payload {

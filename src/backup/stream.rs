@@ -75,15 +75,11 @@ impl StreamError {
 /// Progress callback: called with the number of input bytes consumed so far.
 pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
 
-fn nonce(counter: u64, last: bool) -> [u8; 12] {
+pub(super) fn nonce(counter: u64, last: bool) -> [u8; 12] {
     let mut n = [0u8; 12];
     n[3..11].copy_from_slice(&counter.to_be_bytes());
     n[11] = u8::from(last);
     n
-}
-
-pub(super) fn key(cipher: Cipher, key: &[u8; 32]) -> PayloadKey {
-    PayloadKey::new(cipher, key)
 }
 
 /// Number of worker threads: every core.
@@ -279,7 +275,7 @@ pub fn encrypt(
     output: &mut dyn Write,
     progress: Option<Progress<'_>>,
 ) -> Result<u64, StreamError> {
-    let k = key(cipher, payload_key);
+    let k = PayloadKey::new(cipher, payload_key);
     // Plaintext is read into chunk slots with a tag-sized gap after each, so sealing in
     // place leaves the ciphertext contiguous.
     let read_batch = |r: &mut dyn Read, buf: &mut [u8]| fill_slots(r, buf);
@@ -319,7 +315,7 @@ pub fn decrypt(
     output: &mut dyn Write,
     progress: Option<Progress<'_>>,
 ) -> Result<u64, StreamError> {
-    let k = key(cipher, payload_key);
+    let k = PayloadKey::new(cipher, payload_key);
     let read_batch = |r: &mut dyn Read, buf: &mut [u8]| fill(r, buf);
     let work = |b: &mut Batch| {
         let first = b.seq * BATCH as u64;
