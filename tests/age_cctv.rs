@@ -1,4 +1,4 @@
-//! The C2SP CCTV age test vectors (`../shared/testdata/age-cctv`): every vector's
+//! The C2SP CCTV age test vectors (`tests/data/age-cctv`): every vector's
 //! outcome class and the SHA-256 of the plaintext released must match. Post-quantum
 //! identities are answered as unsupported, with a clear error.
 
@@ -10,10 +10,10 @@ use keyward::backup::{DecryptOptions, decrypt_stream};
 use keyward::secret::SecretString;
 
 fn vectors_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/age-cctv");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/age-cctv");
     assert!(
         dir.join("README.txt").is_file(),
-        "the age CCTV vectors are missing: expected them at {} (a copy of shared/testdata beside the repository)",
+        "the age CCTV vectors are missing: expected them at {} (part of the repository: restore them with git checkout)",
         dir.display()
     );
     dir

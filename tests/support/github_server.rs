@@ -2,7 +2,7 @@
 //! the benchmark.
 //!
 //! It implements the operations of GitHub's official OpenAPI description
-//! (`../shared/reference/github-actions-secrets-openapi.json`, a subset): repository,
+//! (`tests/data/github-actions-secrets-openapi.json`, a subset): repository,
 //! environment and organisation secrets, their public keys, the selected
 //! repositories of organisation secrets, plus `GET /repos/{owner}/{repo}` and the
 //! GitHub App installation-token exchange. It checks every request body and every
@@ -28,17 +28,16 @@ use chrono::{DateTime, Utc};
 use crypto_box::aead::OsRng;
 use serde_json::{Value, json};
 
-/// The OpenAPI description, from the shared reference folder beside the clone.
+/// The OpenAPI description, kept with the tests.
 pub fn openapi_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/reference/github-actions-secrets-openapi.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/github-actions-secrets-openapi.json")
 }
 
 fn load_openapi() -> Value {
     let path = openapi_path();
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "the local GitHub server needs GitHub's OpenAPI description at {} ({e}): check out the shared/ folder beside the repository (CI provides it)",
+            "the local GitHub server needs GitHub's OpenAPI description at {} ({e}): it is part of the repository: restore it with git checkout",
             path.display()
         )
     });
