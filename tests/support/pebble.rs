@@ -249,6 +249,9 @@ impl Pebble {
             .arg(format!("127.0.0.1:{}", challsrv.dns_port))
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_WFE_NONCEREJECT", opts.nonce_reject.to_string())
+            // Still reuses a valid authorization 1% of the time (Pebble makes a new
+            // one only when `rand.Intn(100) > percent`): a test whose renewal must
+            // meet a challenge orders a name never validated before.
             .env("PEBBLE_AUTHZREUSE", "0");
         let mut proc = spawn("pebble", cmd, dir.join("pebble.log"));
         wait_port(&mut proc, port);
