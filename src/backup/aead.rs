@@ -138,13 +138,18 @@ impl Chunks<'_> {
     }
 
     /// Decrypts `chunk` (ciphertext, then its tag) in place and returns the plaintext
-    /// length. A chunk that does not authenticate is zeroed, so no unauthenticated byte
-    /// stays in the buffer.
+    /// length. A chunk that does not authenticate is zeroed here, whichever
+    /// implementation refused it, so no unauthenticated byte stays in the buffer.
     pub fn open(&mut self, nonce: [u8; 12], chunk: &mut [u8]) -> Result<usize, Refused> {
-        let Some(n) = chunk.len().checked_sub(TAG) else {
+        let opened = self.try_open(nonce, chunk);
+        if opened.is_err() {
             chunk.fill(0);
-            return Err(Refused);
-        };
+        }
+        opened
+    }
+
+    fn try_open(&mut self, nonce: [u8; 12], chunk: &mut [u8]) -> Result<usize, Refused> {
+        let n = chunk.len().checked_sub(TAG).ok_or(Refused)?;
         match &self.key.inner {
             Inner::Ring(k) => k
                 .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::empty(), chunk)
@@ -152,20 +157,12 @@ impl Chunks<'_> {
                 .map_err(|_| Refused),
             Inner::OpenSsl(key) => {
                 let ctx = context(&mut self.open, key, false)?;
-                let opened = (|| {
-                    ctx.decrypt_init(None, None, Some(&nonce)).map_err(|_| Refused)?;
-                    let (body, tag) = chunk.split_at_mut(n);
-                    ctx.set_tag(tag).map_err(|_| Refused)?;
-                    update_in_place(ctx, body)?;
-                    ctx.cipher_final(&mut []).map_err(|_| Refused)
-                })();
-                match opened {
-                    Ok(_) => Ok(n),
-                    Err(e) => {
-                        chunk.fill(0);
-                        Err(e)
-                    }
-                }
+                ctx.decrypt_init(None, None, Some(&nonce)).map_err(|_| Refused)?;
+                let (body, tag) = chunk.split_at_mut(n);
+                ctx.set_tag(tag).map_err(|_| Refused)?;
+                update_in_place(ctx, body)?;
+                ctx.cipher_final(&mut []).map_err(|_| Refused)?;
+                Ok(n)
             }
         }
     }
@@ -272,27 +269,29 @@ mod tests {
 
     #[test]
     fn a_failed_open_is_refused_and_zeroed_and_the_context_goes_on() {
-        let sealed = seal_all(Backend::OpenSsl, &[5u8; 70000], 65536);
-        let k = PayloadKey::with(Cipher::ChaCha20Poly1305, &KEY, Backend::OpenSsl);
-        let mut c = k.chunks();
-        // Wrong flag, flipped bit, wrong counter, too short: refused, nothing left.
-        let mut flipped = sealed[0].clone();
-        flipped[100] ^= 1;
-        for (nonce, mut chunk) in [
-            (nonce(0, true), sealed[0].clone()),
-            (nonce(0, false), flipped),
-            (nonce(1, false), sealed[0].clone()),
-            (nonce(0, false), vec![1u8; TAG - 1]),
-        ] {
-            assert!(c.open(nonce, &mut chunk).is_err());
-            assert!(chunk.iter().all(|&b| b == 0));
+        let sealed = seal_all(Backend::Ring, &[5u8; 70000], 65536);
+        for backend in [Backend::Ring, Backend::OpenSsl] {
+            let k = PayloadKey::with(Cipher::ChaCha20Poly1305, &KEY, backend);
+            let mut c = k.chunks();
+            // Wrong flag, flipped bit, wrong counter, too short: refused, nothing left.
+            let mut flipped = sealed[0].clone();
+            flipped[100] ^= 1;
+            for (nonce, mut chunk) in [
+                (nonce(0, true), sealed[0].clone()),
+                (nonce(0, false), flipped),
+                (nonce(1, false), sealed[0].clone()),
+                (nonce(0, false), vec![1u8; TAG - 1]),
+            ] {
+                assert!(c.open(nonce, &mut chunk).is_err(), "{backend:?}");
+                assert!(chunk.iter().all(|&b| b == 0), "{backend:?}");
+            }
+            // The same context then opens the good chunks.
+            let mut a = sealed[0].clone();
+            assert_eq!(c.open(nonce(0, false), &mut a).unwrap(), 65536);
+            let mut b = sealed[1].clone();
+            assert_eq!(c.open(nonce(1, true), &mut b).unwrap(), 70000 - 65536);
+            assert!(a[..65536].iter().chain(&b[..70000 - 65536]).all(|&x| x == 5));
         }
-        // The same context then opens the good chunks.
-        let mut a = sealed[0].clone();
-        assert_eq!(c.open(nonce(0, false), &mut a).unwrap(), 65536);
-        let mut b = sealed[1].clone();
-        assert_eq!(c.open(nonce(1, true), &mut b).unwrap(), 70000 - 65536);
-        assert!(a[..65536].iter().chain(&b[..70000 - 65536]).all(|&x| x == 5));
     }
 
     #[test]
