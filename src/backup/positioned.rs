@@ -287,12 +287,17 @@ pub fn encrypt(
             .map_err(|e| (first, io_error("read the input", e)))?;
         drop(slots);
         let mut end = 0;
-        let mut c = k.chunks();
+        let mut sealer = k.chunks();
         for (i, &len) in lens.iter().enumerate() {
             let counter = first + i as u64;
             let start = i * CT_CHUNK;
-            seal_chunk(&mut c, &mut buf[start..start + len + TAG], counter, counter + 1 == chunks)
-                .map_err(|what| (counter, StreamError::Payload { what, released: 0 }))?;
+            seal_chunk(
+                &mut sealer,
+                &mut buf[start..start + len + TAG],
+                counter,
+                counter + 1 == chunks,
+            )
+            .map_err(|what| (counter, StreamError::Payload { what, released: 0 }))?;
             end = start + len + TAG;
         }
         if let Some(p) = progress {
@@ -345,14 +350,14 @@ pub fn decrypt(
         // Plaintext is moved down over the tags as each chunk opens, so the batch is
         // written as one buffer (nothing to move when only authenticating).
         let mut total = 0;
-        let mut c = k.chunks();
+        let mut opener = k.chunks();
         for (i, start) in (0..bytes).step_by(CT_CHUNK).enumerate() {
             let counter = first + i as u64;
             let n = (bytes - start).min(CT_CHUNK);
             let chunk_at = files.input_at + at + start as u64;
             let mut restore = |c: &mut [u8]| files.input.read_exact_at(c, chunk_at).is_ok();
             let (opened, error) = open_chunk(
-                &mut c,
+                &mut opener,
                 &mut buf[start..start + n],
                 counter,
                 counter + 1 == chunks,

@@ -287,13 +287,14 @@ pub fn encrypt(
             chunks = 1;
         }
         let mut out = 0;
-        let mut c = k.chunks();
+        let mut sealer = k.chunks();
         for i in 0..chunks {
             let n = (b.len - i * CHUNK).min(CHUNK);
             let counter = b.seq * BATCH as u64 + i as u64;
             let last = b.last && i + 1 == chunks;
             let start = i * CT_CHUNK;
-            if let Err(what) = seal_chunk(&mut c, &mut b.buf[start..start + n + TAG], counter, last)
+            if let Err(what) =
+                seal_chunk(&mut sealer, &mut b.buf[start..start + n + TAG], counter, last)
             {
                 b.error = Some(what);
                 break;
@@ -332,7 +333,7 @@ pub fn decrypt(
         // Chunks open in place. A chunk that may need a second try is copied first,
         // because a chunk that fails is zeroed (see `open_chunk`).
         let mut backup = vec![0u8; CT_CHUNK];
-        let mut c = k.chunks();
+        let mut opener = k.chunks();
         let mut plain = 0;
         for i in 0..chunks {
             let start = i * CT_CHUNK;
@@ -347,7 +348,7 @@ pub fn decrypt(
                 c.copy_from_slice(&backup[..c.len()]);
                 true
             };
-            let (len, error) = open_chunk(&mut c, chunk, counter, at_eof, &mut restore);
+            let (len, error) = open_chunk(&mut opener, chunk, counter, at_eof, &mut restore);
             // Plaintext moves down over the tags: one buffer to write.
             b.buf.copy_within(start..start + len, plain);
             plain += len;
